@@ -1,0 +1,153 @@
+// The adder2d operator schemas (the single source of truth), the argument
+// checks every backend shares, and the device-generic filter gradient.
+//
+//   adder2d(input, weight, stride, padding, dilation, groups)
+//       Y(n,t,l) = -sum_k |X_col(n,k,l) - F(t,k)|
+//   adder2d_backward_input(grad_output, input, weight, ..., sign_grad)
+//       dX_col(n,k,l) = sum_t g(n,t,l) * G(F(t,k) - X_col(n,k,l)),
+//       G = sign if sign_grad else hardtanh; folded back onto X
+//   adder2d_backward_weight(grad_output, input, weight, ...)
+//       dF(t,k) = sum_{n,l} g(n,t,l) * (X_col(n,k,l) - F(t,k))
+//
+// Autograd (with the papers' adaptive scaling) lives in Python:
+// adder_det/ops/adder2d.py.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "adder2d.h"
+
+namespace adder_det {
+
+Adder2dShape make_shape(const at::Tensor& input, const at::Tensor& weight,
+                        at::IntArrayRef stride, at::IntArrayRef padding,
+                        at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(input.dim() == 4, "adder2d: input must be 4-D, got shape ",
+              input.sizes());
+  TORCH_CHECK(weight.dim() == 4, "adder2d: weight must be 4-D, got shape ",
+              weight.sizes());
+  TORCH_CHECK(input.device() == weight.device(), "adder2d: input is on ",
+              input.device(), " but weight on ", weight.device());
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(),
+              "adder2d: input dtype ", input.scalar_type(),
+              " differs from weight dtype ", weight.scalar_type());
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2,
+              "adder2d: stride, padding and dilation must have 2 values");
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, "adder2d: stride must be > 0");
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0,
+              "adder2d: padding must be >= 0");
+  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0,
+              "adder2d: dilation must be > 0");
+  TORCH_CHECK(groups > 0, "adder2d: groups must be > 0");
+  Adder2dShape s;
+  s.n = input.size(0), s.c = input.size(1), s.h = input.size(2),
+  s.w = input.size(3);
+  s.cout = weight.size(0), s.kh = weight.size(2), s.kw = weight.size(3);
+  s.sh = stride[0], s.sw = stride[1], s.ph = padding[0], s.pw = padding[1];
+  s.dh = dilation[0], s.dw = dilation[1], s.groups = groups;
+  TORCH_CHECK(s.c % groups == 0 && s.cout % groups == 0, "adder2d: groups=",
+              groups, " must divide input channels (", s.c,
+              ") and output channels (", s.cout, ")");
+  TORCH_CHECK(weight.size(1) * groups == s.c, "adder2d: input has ", s.c,
+              " channels but weight ", weight.sizes(), " with groups=", groups,
+              " expects ", weight.size(1) * groups);
+  s.hout = (s.h + 2 * s.ph - s.dh * (s.kh - 1) - 1) / s.sh + 1;
+  s.wout = (s.w + 2 * s.pw - s.dw * (s.kw - 1) - 1) / s.sw + 1;
+  TORCH_CHECK(s.h + 2 * s.ph >= s.dh * (s.kh - 1) + 1 &&
+                  s.w + 2 * s.pw >= s.dw * (s.kw - 1) + 1,
+              "adder2d: kernel ", weight.sizes().slice(2),
+              " (dilated) is larger than the padded input");
+  return s;
+}
+
+void check_grad_output(const at::Tensor& grad_output, const Adder2dShape& s,
+                       const at::Tensor& input) {
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({s.n, s.cout, s.hout,
+                                                      s.wout}),
+              "adder2d: grad_output has shape ", grad_output.sizes(),
+              ", expected ", at::IntArrayRef({s.n, s.cout, s.hout, s.wout}));
+  TORCH_CHECK(grad_output.device() == input.device() &&
+                  grad_output.scalar_type() == input.scalar_type(),
+              "adder2d: grad_output must match input's dtype and device");
+}
+
+namespace {
+
+// Filter gradient through the identity (PAPERS.md section 1)
+//   sum_{n,l} g(t,n,l) (X(k,n,l) - F(t,k)) = conv_weight_grad(g, X)(t,k)
+//                                          - F(t,k) * sum_{n,l} g(t,n,l),
+// so the heavy part runs on the vendor convolution (oneDNN / cuDNN).
+// Accumulation is FP32 or better: half inputs are widened, and TF32 is
+// switched off for the call (the subtraction would amplify its error).
+at::Tensor adder2d_backward_weight(const at::Tensor& grad_output,
+                                   const at::Tensor& input,
+                                   const at::Tensor& weight,
+                                   at::IntArrayRef stride,
+                                   at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int64_t groups) {
+  const Adder2dShape s =
+      make_shape(input, weight, stride, padding, dilation, groups);
+  check_grad_output(grad_output, s, input);
+  if (s.n == 0) return at::zeros_like(weight);
+  const bool widen = input.scalar_type() == at::kHalf ||
+                     input.scalar_type() == at::kBFloat16;
+  const auto g = widen ? grad_output.to(at::kFloat) : grad_output;
+  const auto x = widen ? input.to(at::kFloat) : input;
+  const auto f = widen ? weight.to(at::kFloat) : weight;
+  at::Tensor gx;
+  {
+    auto& ctx = at::globalContext();
+    const bool tf32 = ctx.allowTF32CuDNN();
+    ctx.setAllowTF32CuDNN(false);
+    try {
+      gx = std::get<1>(at::convolution_backward(
+          g, x, f, std::nullopt, stride, padding, dilation,
+          /*transposed=*/false, /*output_padding=*/{0, 0}, groups,
+          {false, true, false}));
+    } catch (...) {
+      ctx.setAllowTF32CuDNN(tf32);
+      throw;
+    }
+    ctx.setAllowTF32CuDNN(tf32);
+  }
+  auto grad = gx - f * g.sum({0, 2, 3}).view({-1, 1, 1, 1});
+  return widen ? grad.to(weight.scalar_type()) : grad;
+}
+
+}  // namespace
+
+bool built_with_cuda() {
+#ifdef ADDER_DET_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace adder_det
+
+TORCH_LIBRARY(adder_det, m) {
+  m.def(
+      "adder2d(Tensor input, Tensor weight, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> Tensor");
+  m.def(
+      "adder2d_backward_input(Tensor grad_output, Tensor input, "
+      "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups, bool sign_grad) -> Tensor");
+  m.def(
+      "adder2d_backward_weight(Tensor grad_output, Tensor input, "
+      "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(adder_det, CompositeExplicitAutograd, m) {
+  m.impl("adder2d_backward_weight", &adder_det::adder2d_backward_weight);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "adder_det compiled kernels; the ops are torch.ops.adder_det.*";
+  m.def("built_with_cuda", &adder_det::built_with_cuda,
+        "Whether the CUDA kernels were compiled in.");
+}

@@ -1,0 +1,317 @@
+"""adder2d on CPU against the reference (the specification)."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import adder_det.ops as ops
+from adder_det.ops import _backend, adder2d, reference as ref
+
+from .cases import random_case, reference_grads, rel_err
+
+N_CASES = 200
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+def run_case(case, dtype, device='cpu'):
+    """Forward + backward through the public API vs the reference."""
+    x, w, b = case.tensors(dtype, device)
+    x.requires_grad_(), w.requires_grad_(), b.requires_grad_()
+    y = adder2d(x, w, b if case.bias else None, *case.conf()[:3],
+                groups=case.groups, input_grad=case.input_grad, eta=case.eta)
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(
+        case.seed + 1), dtype=torch.float64).to(device=device, dtype=dtype)
+    y.backward(grad_out)
+    x64, w64, b64 = (t.detach().cpu().double() for t in (x, w, b))
+    expect = reference_grads(case, x64, w64, b64, grad_out.cpu().double())
+    got = (y, x.grad, w.grad, b.grad if case.bias else None)
+    for name, g, e in zip(('output', 'grad_input', 'grad_weight',
+                           'grad_bias'), got, expect):
+        if e is None:
+            continue
+        assert g.shape == e.shape, f'{name} shape {g.shape} != {e.shape}'
+        err = rel_err(g, e)
+        assert err < TOL[dtype], (f'{name}: rel. error {err:.2e} >= '
+                                  f'{TOL[dtype]:.0e} for {case}')
+
+
+@pytest.fixture(scope='module')
+def compiled():
+    if not ops.extension_available():
+        pytest.fail('adder_det._C is not built: run tools/install.sh')
+
+
+def test_extension_built_in_ci():
+    """CI sets ADDER_DET_REQUIRE_EXTENSION=1 so a broken build fails."""
+    if os.environ.get('ADDER_DET_REQUIRE_EXTENSION') == '1':
+        assert ops.extension_available(), 'the compiled extension is missing'
+    assert ops.backend() in ('compiled', 'reference')
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_random_cases_match_reference(compiled, base_seed, dtype):
+    assert ops.backend() == 'compiled'
+    for i in range(N_CASES):
+        case = random_case(base_seed + i)
+        run_case(case, dtype)
+
+
+def test_compiled_kernels_actually_run(compiled):
+    x = torch.randn(2, 4, 7, 7, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        adder2d(x, w, padding=1).sum().backward()
+    names = {e.name for e in prof.events()}
+    for op in ('adder_det::adder2d', 'adder_det::adder2d_backward_input',
+               'adder_det::adder2d_backward_weight'):
+        assert op in names, f'{op} did not run; ran {sorted(names)[:20]}'
+
+
+def test_fallback_warns_once_and_matches(monkeypatch):
+    monkeypatch.setattr(_backend, 'extension_available', lambda: False)
+    _backend._warn_fallback.cache_clear()
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        with torch.profiler.profile() as prof:
+            y = adder2d(x, w, padding=1, eta=None)
+            y.backward(torch.ones_like(y))
+        adder2d(x, w, padding=1)
+    fallback = [c for c in caught if 'falling back' in str(c.message)]
+    assert len(fallback) == 1
+    assert not any(e.name.startswith('adder_det::') for e in prof.events())
+    assert ops.backend() == 'reference'
+    torch.testing.assert_close(y, ref.adder2d_forward(x, w, (1, 1), (1, 1),
+                                                      (1, 1), 1))
+    gx = ref.adder2d_backward_input(torch.ones_like(y), x, w, (1, 1), (1, 1),
+                                    (1, 1), 1, False)
+    torch.testing.assert_close(x.grad, gx)
+
+
+def test_backend_env_choice(monkeypatch):
+    monkeypatch.setenv('ADDER_DET_BACKEND', 'reference')
+    assert ops.backend() == 'reference'
+    monkeypatch.setenv('ADDER_DET_BACKEND', 'bogus')
+    with pytest.raises(ValueError, match='ADDER_DET_BACKEND'):
+        ops.backend()
+
+
+def test_filter_gradient_is_full_precision_difference(base_seed):
+    """dF(t,c,i,j) = sum_{n,oh,ow} (X_pad(n, c, oh*s + i*d, ow*s + j*d) -
+    F(t,c,i,j)) * g(n,t,oh,ow), written out with slicing, not unfold."""
+    torch.manual_seed(base_seed)
+    for groups, stride, pad, dil in [(1, 1, 1, 1), (2, 2, 2, 1), (1, 2, 0, 2),
+                                     (3, 1, 1, 2)]:
+        n, c, h, w_, cout, kh, kw = 2, 6, 9, 8, 12, 3, 2
+        x = torch.randn(n, c, h, w_, dtype=torch.float64)
+        w = torch.randn(cout, c // groups, kh, kw, dtype=torch.float64,
+                        requires_grad=True)
+        y = adder2d(x, w, stride=stride, padding=pad, dilation=dil,
+                    groups=groups, eta=None)
+        g = torch.randn_like(y)
+        y.backward(g)
+        xp = F.pad(x, (pad, pad, pad, pad))
+        hout, wout = y.shape[-2:]
+        expect = torch.zeros_like(w)
+        cg, tg = c // groups, cout // groups
+        for t in range(cout):
+            grp = t // tg
+            for ci in range(cg):
+                for i in range(kh):
+                    for j in range(kw):
+                        patch = xp[:, grp * cg + ci,
+                                   i * dil:i * dil + stride * (hout - 1) + 1:
+                                   stride,
+                                   j * dil:j * dil + stride * (wout - 1) + 1:
+                                   stride]
+                        expect[t, ci, i, j] = (
+                            (patch - w[t, ci, i, j]) * g[:, t]).sum()
+        torch.testing.assert_close(w.grad, expect, rtol=1e-10, atol=1e-10)
+
+
+def test_eta_scales_filter_gradient_norm_not_direction():
+    torch.manual_seed(1)
+    x = torch.randn(2, 5, 8, 8, dtype=torch.float64)
+    w = torch.randn(7, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for eta in (None, 0.2, 1.5):
+        w.grad = None
+        y = adder2d(x, w, padding=1, eta=eta)
+        y.backward(torch.linspace(-1, 1, y.numel(),
+                                  dtype=torch.float64).view_as(y))
+        grads[eta] = w.grad.clone()
+    for eta in (0.2, 1.5):
+        norm = grads[eta].norm().item()
+        assert abs(norm - eta * w.numel() ** 0.5) < 1e-9 * norm
+        cos = F.cosine_similarity(grads[eta].flatten(),
+                                  grads[None].flatten(), dim=0)
+        assert abs(cos.item() - 1) < 1e-12
+
+
+def test_gradcheck_input_sign_rule_is_true_derivative():
+    # Inputs away from ties: |x - f| >= 0.2 for every pair, and no input
+    # value equals 0 (padded taps compare against 0 only through F).
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randint(-3, 3, (2, 4, 6, 5), generator=g) + 0.3 +
+         0.1 * torch.rand(2, 4, 6, 5, generator=g)).double()
+    w = (torch.randint(-3, 3, (6, 2, 3, 3), generator=g) + 0.7 +
+         0.1 * torch.rand(6, 2, 3, 3, generator=g)).double()
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x: adder2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2),
+                          groups=2, input_grad='sign'), (x, ))
+
+
+def test_gradcheck_bias():
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda b: adder2d(x, w, b, padding=1),
+                                    (b, ))
+
+
+def test_hardtanh_rule_clips():
+    """With |F - X| > 1 everywhere, the hardtanh rule gives sign * 1 and
+    the two rules agree; inside [-1, 1] they differ."""
+    x = torch.full((1, 1, 3, 3), 5.0, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(1, 1, 1, 1, dtype=torch.float64)
+    adder2d(x, w, input_grad='hardtanh').sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, -1.))
+    x2 = torch.full((1, 1, 3, 3), 0.25, dtype=torch.float64,
+                    requires_grad=True)
+    adder2d(x2, w, input_grad='hardtanh').sum().backward()
+    assert torch.allclose(x2.grad, torch.full_like(x2, -0.25))
+
+
+BAD_INPUTS = [
+    ('3-D input', lambda: (torch.randn(3, 5, 5), torch.randn(2, 3, 3, 3)),
+     {}, '4-D'),
+    ('3-D weight', lambda: (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3)),
+     {}, '4-D'),
+    ('channel mismatch', lambda:
+     (torch.randn(1, 4, 5, 5), torch.randn(2, 3, 3, 3)), {}, 'channels'),
+    ('groups do not divide', lambda:
+     (torch.randn(1, 6, 5, 5), torch.randn(3, 3, 3, 3)), {'groups': 2},
+     'groups'),
+    ('dtype mismatch', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3).double()), {},
+     'dtype'),
+    ('integer dtype', lambda:
+     (torch.ones(1, 3, 5, 5, dtype=torch.int32),
+      torch.ones(2, 3, 3, 3, dtype=torch.int32)), {}, 'dtype'),
+    ('half on CPU', lambda:
+     (torch.randn(1, 3, 5, 5).half(), torch.randn(2, 3, 3, 3).half()), {},
+     'not supported on cpu'),
+    ('device mismatch', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3, device='meta')), {},
+     'device|meta'),
+    ('negative padding', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)), {'padding': -1},
+     'padding'),
+    ('zero stride', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)), {'stride': 0},
+     'stride'),
+    ('negative stride', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)), {'stride': (1, -2)},
+     'stride'),
+    ('kernel larger than input', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 7, 3)), {'padding': 0},
+     'larger than the padded input'),
+    ('dilated kernel too large', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)), {'dilation': 3},
+     'larger than the padded input'),
+    ('bad input_grad', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)),
+     {'input_grad': 'tanh'}, 'input_grad'),
+    ('bias shape', lambda:
+     (torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)),
+     {'bias': torch.randn(3)}, 'bias'),
+]
+
+
+@pytest.mark.parametrize('name,make,kwargs,match', BAD_INPUTS,
+                         ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_names_the_problem(name, make, kwargs, match):
+    x, w = make()
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        adder2d(x, w, **kwargs)
+
+
+@pytest.mark.parametrize('name,make,kwargs,match', BAD_INPUTS[:5] + [
+    BAD_INPUTS[8], BAD_INPUTS[9], BAD_INPUTS[11]],
+                         ids=[b[0] for b in BAD_INPUTS[:5] + [
+                             BAD_INPUTS[8], BAD_INPUTS[9], BAD_INPUTS[11]]])
+def test_bad_input_checked_in_compiled_op_too(compiled, name, make, kwargs,
+                                              match):
+    """Direct torch.ops callers get the same kind of message from C++."""
+    x, w = make()
+    stride = kwargs.get('stride', 1)
+    stride = [stride] * 2 if isinstance(stride, int) else list(stride)
+    pad = [kwargs.get('padding', 0)] * 2
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.adder_det.adder2d(x, w, stride, pad, [1, 1],
+                                    kwargs.get('groups', 1))
+
+
+def test_empty_batch_returns_empty_result():
+    x = torch.randn(0, 3, 8, 8, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, requires_grad=True)
+    y = adder2d(x, w, padding=1, stride=2)
+    assert y.shape == (0, 5, 4, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and torch.all(w.grad == 0)
+    if ops.extension_available():
+        assert torch.ops.adder_det.adder2d(x.detach(), w.detach(), [2, 2],
+                                           [1, 1], [1, 1], 1).shape == y.shape
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_non_finite_input_propagates(bad):
+    x = torch.randn(1, 2, 5, 5)
+    x[0, 1, 2, 3] = bad
+    w = torch.randn(3, 2, 3, 3)
+    y = adder2d(x, w, padding=1)
+    hit = ~torch.isfinite(y)
+    # Exactly the outputs whose window covers the bad pixel.
+    expect = torch.zeros(1, 3, 5, 5, dtype=torch.bool)
+    expect[..., 1:4, 2:5] = True
+    assert torch.equal(hit, expect)
+    if bad != bad:
+        assert torch.isnan(y[hit]).all()
+
+
+def test_non_contiguous_inputs():
+    x = torch.randn(2, 8, 9, 7).transpose(2, 3)
+    w = torch.randn(6, 4, 3, 3)[:, :, ::1].transpose(2, 3)
+    y = adder2d(x, w, padding=1, groups=2)
+    torch.testing.assert_close(
+        y, ref.adder2d_forward(x.contiguous(), w.contiguous(), (1, 1), (1, 1),
+                               (1, 1), 2), rtol=1e-5, atol=1e-4)
+
+
+def test_ops_need_torch_only():
+    """adder_det.ops imports and runs with mmcv/mmdet/mmengine unavailable."""
+    code = '''
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('mmcv', 'mmdet', 'mmengine'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import torch, adder_det.ops as ops
+x = torch.randn(1, 2, 5, 5, requires_grad=True)
+m = ops.Adder2d(2, 3, 3, padding=1)
+m(x).sum().backward()
+assert x.grad is not None
+assert not any(k.split('.')[0] in ('mmcv', 'mmdet', 'mmengine') for k in sys.modules)
+print('ok', ops.backend())
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith('ok')

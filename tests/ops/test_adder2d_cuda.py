@@ -1,0 +1,100 @@
+"""CUDA kernels against the CPU reference; skipped without a GPU."""
+import pytest
+import torch
+
+import adder_det.ops as ops
+from adder_det.ops import adder2d, reference as ref
+
+from .cases import random_case, rel_err
+from .test_adder2d import run_case
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason='no CUDA device')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def cuda_extension():
+    if not ops.extension_available():
+        pytest.fail('adder_det._C is not built')
+    from adder_det import _C
+    if not _C.built_with_cuda():
+        pytest.fail('adder_det._C was built without CUDA kernels')
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_random_cases_match_reference(base_seed, dtype):
+    for i in range(200):
+        run_case(random_case(base_seed + 1000 + i), dtype, 'cuda')
+
+
+def _compare_primitives(x, w, conf, tol, sign=True):
+    """CUDA primitives vs reference (float64 on CPU)."""
+    xc, wc = x.cuda(), w.cuda()
+    y = torch.ops.adder_det.adder2d(xc, wc, *conf)
+    x64, w64 = x.double(), w.double()
+    y_ref = ref.adder2d_forward(x64, w64, *conf)
+    assert rel_err(y, y_ref) < tol, ('forward', rel_err(y, y_ref))
+    g = torch.randn_like(y_ref)
+    gi = torch.ops.adder_det.adder2d_backward_input(g.to(y).cuda(), xc, wc,
+                                                    *conf, sign)
+    gi_ref = ref.adder2d_backward_input(g, x64, w64, *conf, sign)
+    assert rel_err(gi, gi_ref) < tol, ('grad_input', rel_err(gi, gi_ref))
+    gw = torch.ops.adder_det.adder2d_backward_weight(g.to(y).cuda(), xc, wc,
+                                                     *conf)
+    gw_ref = ref.adder2d_backward_weight(g, x64, w64, *conf)
+    assert rel_err(gw, gw_ref) < tol, ('grad_weight', rel_err(gw, gw_ref))
+
+
+@pytest.mark.parametrize('shape', [
+    # n, c, h, w, cout, k, stride, pad, groups: tails of every tile size
+    (2, 67, 97, 131, 70, 3, 1, 1, 1),
+    (1, 130, 45, 61, 257, 1, 1, 0, 1),
+    (2, 64, 200, 167, 64, 3, 2, 1, 1),
+    (1, 96, 33, 35, 96, 3, 1, 2, 96),
+    (3, 24, 50, 50, 36, 5, 2, 2, 3),
+])
+def test_large_shapes_and_tile_tails(shape):
+    n, c, h, w, cout, k, s, p, g = shape
+    torch.manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w)
+    wt = torch.randn(cout, c // g, k, k)
+    _compare_primitives(x, wt, ((s, s), (p, p), (1, 1), g), 1e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_accumulates_in_float(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 20, 20).to(dtype)
+    w = torch.randn(48, 32, 3, 3).to(dtype)
+    # Inputs are rounded to half; accumulation is float, so the error is
+    # that of the final rounding of the output (2^-8 for bf16, 2^-11 fp16).
+    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    y = torch.ops.adder_det.adder2d(x.cuda(), w.cuda(), [1, 1], [1, 1],
+                                    [1, 1], 1)
+    assert y.dtype == dtype
+    y_ref = ref.adder2d_forward(x.double(), w.double(), (1, 1), (1, 1),
+                                (1, 1), 1)
+    assert rel_err(y, y_ref) < tol
+    xg = x.cuda().requires_grad_()
+    wg = w.cuda().requires_grad_()
+    adder2d(xg, wg, padding=1, input_grad='sign').float().sum().backward()
+    assert xg.grad.dtype == dtype and torch.isfinite(wg.grad).all()
+
+
+def test_module_on_cuda_and_device_mismatch():
+    m = ops.Adder2d(8, 8, 3, padding=1).cuda()
+    x = torch.randn(2, 8, 16, 16, device='cuda', requires_grad=True)
+    m(x).sum().backward()
+    assert x.grad.is_cuda and m.weight.grad.is_cuda
+    with pytest.raises(ValueError, match='device|cuda'):
+        adder2d(x.cpu(), m.weight)
+
+
+def test_tf32_setting_is_restored():
+    torch.backends.cudnn.allow_tf32 = True
+    x = torch.randn(1, 4, 8, 8, device='cuda')
+    w = torch.randn(4, 4, 3, 3, device='cuda')
+    g = torch.randn(1, 4, 8, 8, device='cuda')
+    torch.ops.adder_det.adder2d_backward_weight(g, x, w, [1, 1], [1, 1],
+                                                [1, 1], 1)
+    assert torch.backends.cudnn.allow_tf32

@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Benchmark adder2d against F.conv2d and the official-style unfold code.
+
+For the 3x3 and 1x1 convolution shapes of a ResNet-50 (batch 2, 224x224 by
+default), prints the time of adder2d forward and forward+backward, of
+F.conv2d on the same shape, device and threads, and of the official
+AdderNet-style unfold implementation (which materializes a
+Cout x K x N*L tensor; skipped where that exceeds --unfold-limit-gb), as
+ratios, plus peak extra memory of each forward+backward.
+
+    python tools/benchmark_op.py --device cpu
+    python tools/benchmark_op.py --device cuda --json > bench.json
+
+Memory: on CUDA the peak of torch.cuda.max_memory_allocated above the
+inputs; on CPU the peak growth of the process RSS, sampled every ~1 ms.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from adder_det.ops import adder2d, backend  # noqa: E402
+
+# (name, cin, cout, kernel, stride, input size at 224) of ResNet-50's
+# distinct 3x3 and 1x1 convs (torchvision/mmdet 'pytorch' style).
+RESNET50_LAYERS = [
+    ('s1.conv1 1x1', 64, 64, 1, 1, 56),
+    ('s1.conv2 3x3', 64, 64, 3, 1, 56),
+    ('s1.conv3 1x1', 64, 256, 1, 1, 56),
+    ('s1.in 1x1', 256, 64, 1, 1, 56),
+    ('s2.conv2 3x3/2', 128, 128, 3, 2, 56),
+    ('s2.conv2 3x3', 128, 128, 3, 1, 28),
+    ('s2.conv3 1x1', 128, 512, 1, 1, 28),
+    ('s2.down 1x1/2', 256, 512, 1, 2, 56),
+    ('s3.conv2 3x3', 256, 256, 3, 1, 14),
+    ('s3.conv3 1x1', 256, 1024, 1, 1, 14),
+    ('s3.in 1x1', 1024, 256, 1, 1, 14),
+    ('s4.conv2 3x3', 512, 512, 3, 1, 7),
+    ('s4.conv3 1x1', 512, 2048, 1, 1, 7),
+    ('s4.in 1x1', 2048, 512, 1, 1, 7),
+]
+
+
+def official_unfold_adder(x, w, stride, padding):
+    """AdderNet's published algorithm: unfold, broadcast |X - W|, sum."""
+    n, _, h, wd = x.shape
+    cout, _, k, _ = w.shape
+    hout = (h + 2 * padding - k) // stride + 1
+    wout = (wd + 2 * padding - k) // stride + 1
+    cols = F.unfold(x, k, padding=padding, stride=stride)  # N, K, L
+    cols = cols.permute(1, 2, 0).reshape(cols.shape[1], -1)  # K, L*N
+    out = -(w.view(cout, -1, 1) - cols.unsqueeze(0)).abs().sum(1)
+    return out.view(cout, hout, wout, n).permute(3, 0, 1, 2)
+
+
+class PeakMemory:
+    """Peak extra memory of a block: CUDA allocator or sampled RSS."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self.peak = self._rss()
+            self.stop = False
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.stop = True
+            self.thread.join()
+            self.bytes = self.peak - self.base
+
+    @staticmethod
+    def _rss():
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+    def _sample(self):
+        while not self.stop:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+
+def timeit(fn, device, repeat, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_layer(spec, args, device):
+    name, cin, cout, k, stride, size = spec
+    pad = k // 2
+    x = torch.randn(args.batch, cin, size, size, device=device)
+    w_conv = torch.randn(cout, cin, k, k, device=device) * 0.05
+    w_add = torch.randn(cout, cin, k, k, device=device)
+    xg = x.clone().requires_grad_()
+    wcg = w_conv.clone().requires_grad_()
+    wag = w_add.clone().requires_grad_()
+
+    def conv_fwd():
+        with torch.no_grad():
+            F.conv2d(x, w_conv, None, stride, pad)
+
+    def adder_fwd():
+        with torch.no_grad():
+            adder2d(x, w_add, None, stride, pad, input_grad='sign')
+
+    def conv_fwdbwd():
+        F.conv2d(xg, wcg, None, stride, pad).sum().backward()
+
+    def adder_fwdbwd():
+        adder2d(xg, wag, None, stride, pad, input_grad='sign').sum().backward()
+
+    hout = (size + 2 * pad - k) // stride + 1
+    macs = args.batch * cout * cin * k * k * hout * hout
+    r = dict(layer=name, cin=cin, cout=cout, kernel=k, stride=stride,
+             size=size, gmac=macs / 1e9)
+    r['conv_fwd_ms'] = timeit(conv_fwd, device, args.repeat) * 1e3
+    r['adder_fwd_ms'] = timeit(adder_fwd, device, args.repeat) * 1e3
+    r['conv_fwdbwd_ms'] = timeit(conv_fwdbwd, device, args.repeat) * 1e3
+    r['adder_fwdbwd_ms'] = timeit(adder_fwdbwd, device, args.repeat) * 1e3
+    for key, fn in (('conv', conv_fwdbwd), ('adder', adder_fwdbwd)):
+        with PeakMemory(device) as mem:
+            fn()
+        r[f'{key}_fwdbwd_peak_mb'] = mem.bytes / 2**20
+    unfold_bytes = cout * cin * k * k * args.batch * hout * hout * 4
+    if unfold_bytes <= args.unfold_limit_gb * 2**30:
+        def unfold_fwd():
+            with torch.no_grad():
+                official_unfold_adder(x, w_add, stride, pad)
+        r['unfold_fwd_ms'] = timeit(unfold_fwd, device, 1) * 1e3
+    else:
+        r['unfold_fwd_ms'] = None
+    r['fwd_vs_conv'] = r['adder_fwd_ms'] / r['conv_fwd_ms']
+    r['fwdbwd_vs_conv'] = r['adder_fwdbwd_ms'] / r['conv_fwdbwd_ms']
+    r['unfold_vs_adder_fwd'] = (r['unfold_fwd_ms'] / r['adder_fwd_ms']
+                                if r['unfold_fwd_ms'] else None)
+    r['adder_gmac_per_s'] = macs / 1e9 / (r['adder_fwd_ms'] / 1e3)
+    r['conv_gmac_per_s'] = macs / 1e9 / (r['conv_fwd_ms'] / 1e3)
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--size', type=int, default=224,
+                   help='network input size; layer sizes scale with it')
+    p.add_argument('--repeat', type=int, default=3)
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--unfold-limit-gb', type=float, default=4.0)
+    p.add_argument('--layers', default='',
+                   help='comma-separated substrings of layer names to run')
+    p.add_argument('--json', action='store_true', help='print JSON only')
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    layers = [(n, ci, co, k, s, sz * args.size // 224)
+              for n, ci, co, k, s, sz in RESNET50_LAYERS]
+    if args.layers:
+        keys = args.layers.split(',')
+        layers = [lay for lay in layers if any(kk in lay[0] for kk in keys)]
+    info = dict(device=str(device), backend=backend(), batch=args.batch,
+                size=args.size, threads=torch.get_num_threads(),
+                torch=torch.__version__)
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    rows = []
+    if not args.json:
+        print(' '.join(f'{k}={v}' for k, v in info.items()))
+        print(f"{'layer':16s} {'GMAC':>6s} {'conv ms':>8s} {'fwd/conv':>8s} "
+              f"{'f+b/conv':>8s} {'unfold/adder':>12s} {'adder GMAC/s':>12s} "
+              f"{'peak MB adder/conv':>18s}")
+    for spec in layers:
+        r = bench_layer(spec, args, device)
+        rows.append(r)
+        if not args.json:
+            uf = (f"{r['unfold_vs_adder_fwd']:12.1f}"
+                  if r['unfold_vs_adder_fwd'] else f"{'(too big)':>12s}")
+            print(f"{r['layer']:16s} {r['gmac']:6.3f} {r['conv_fwd_ms']:8.2f} "
+                  f"{r['fwd_vs_conv']:8.2f} {r['fwdbwd_vs_conv']:8.2f} {uf} "
+                  f"{r['adder_gmac_per_s']:12.1f} "
+                  f"{r['adder_fwdbwd_peak_mb']:8.1f}/"
+                  f"{r['conv_fwdbwd_peak_mb']:.1f}", flush=True)
+    total = {k: sum(r[k] for r in rows) for k in
+             ('conv_fwd_ms', 'adder_fwd_ms', 'conv_fwdbwd_ms',
+              'adder_fwdbwd_ms')}
+    summary = dict(fwd_vs_conv_total=total['adder_fwd_ms'] /
+                   total['conv_fwd_ms'],
+                   fwdbwd_vs_conv_total=total['adder_fwdbwd_ms'] /
+                   total['conv_fwdbwd_ms'])
+    uf = [r['unfold_vs_adder_fwd'] for r in rows if r['unfold_vs_adder_fwd']]
+    if uf:
+        summary['unfold_vs_adder_fwd_min'] = min(uf)
+    if args.json:
+        print(json.dumps(dict(info=info, layers=rows, summary=summary),
+                         indent=1))
+    else:
+        print('summed over layers: ' + ', '.join(
+            f'{k}={v:.2f}' for k, v in summary.items()))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one GPU check: build the CUDA extension, run the op tests (CUDA kernels
+# against the CPU reference, plus the CPU suite), then the op benchmark.
+# Needs torch with CUDA, nvcc and pytest; not mmcv/mmdet.
+#
+#   bash tools/gpu_check.sh            # logs to $OUT (or ./gpu_check_out)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_check_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
+if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+  TORCH_CUDA_ARCH_LIST=$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+  export TORCH_CUDA_ARCH_LIST
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$OUT/gpu.txt"
+
+echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
+t0=$(date +%s)
+python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+python3 -c 'from adder_det import _C; assert _C.built_with_cuda(), "no CUDA kernels"; print("adder_det._C with CUDA")' || exit 1
+
+echo "== tests"
+ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest tests/ops -q -rs 2>&1 | tee "$OUT/tests.log" | tail -25
+rc=${PIPESTATUS[0]}
+
+echo "== benchmark: ResNet-50 layers, batch 2, 224x224"
+python3 tools/benchmark_op.py --device cuda --repeat 10 2>&1 | tee "$OUT/bench_224.txt"
+echo "== benchmark: ResNet-50 layers, batch 2, 800x800"
+python3 tools/benchmark_op.py --device cuda --size 800 --repeat 5 --unfold-limit-gb 8 2>&1 | tee "$OUT/bench_800.txt"
+exit $rc
