@@ -20,7 +20,7 @@ echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
 t0=$(date +%s)
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
-python3 -c 'from adder_det import _C; assert _C.built_with_cuda(), "no CUDA kernels"; print("adder_det._C with CUDA")' || exit 1
+python3 -c 'import torch; from adder_det import _C; assert _C.built_with_cuda(), "no CUDA kernels"; print("adder_det._C with CUDA")' || exit 1
 
 echo "== tests"
 ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest tests/ops -q -rs 2>&1 | tee "$OUT/tests.log" | tail -25

@@ -9,7 +9,6 @@ never wrong.
 ``ADDER_DET_BACKEND`` chooses: ``auto`` (default: compiled if built),
 ``compiled`` (error if it is not built) or ``reference``.
 """
-import functools
 import os
 import warnings
 
@@ -20,12 +19,25 @@ from . import reference
 BACKENDS = ('auto', 'compiled', 'reference')
 
 
-@functools.lru_cache(maxsize=None)
+_extension = None   # the loaded adder_det._C
+_load_error = None  # why it could not be loaded
+_warned = set()     # fallback warnings already given
+
+
 def load_extension():
     """Import ``adder_det._C`` (registers the ops); ImportError if absent."""
-    from adder_det import _C  # noqa: F401  (import registers the ops)
-    _register_fake_kernels()
-    return _C
+    global _extension, _load_error
+    if _extension is None:
+        if _load_error is not None:
+            raise ImportError(_load_error)
+        try:
+            from adder_det import _C  # the import registers the ops
+        except ImportError as e:
+            _load_error = f'adder_det._C is not built or not loadable: {e}'
+            raise ImportError(_load_error) from e
+        _register_fake_kernels()
+        _extension = _C
+    return _extension
 
 
 def extension_available() -> bool:
@@ -56,8 +68,9 @@ def _register_fake_kernels():
         return torch.empty_like(weight)
 
 
-def backend() -> str:
-    """``'compiled'`` or ``'reference'``: what :func:`adder2d` runs now."""
+def backend(device_type: str = 'cpu') -> str:
+    """``'compiled'`` or ``'reference'``: what :func:`adder2d` runs now on
+    tensors of ``device_type``."""
     choice = os.environ.get('ADDER_DET_BACKEND', 'auto')
     if choice not in BACKENDS:
         raise ValueError(f'ADDER_DET_BACKEND={choice!r}; expected one of '
@@ -67,24 +80,28 @@ def backend() -> str:
     if choice == 'compiled':
         load_extension()  # raises ImportError with the reason
         return 'compiled'
-    if extension_available():
-        return 'compiled'
-    _warn_fallback()
-    return 'reference'
+    if not extension_available():
+        _warn_once('the compiled extension adder_det._C is not built')
+        return 'reference'
+    if device_type == 'cuda' and not _extension.built_with_cuda():
+        _warn_once('adder_det._C was built without CUDA kernels')
+        return 'reference'
+    return 'compiled'
 
 
-@functools.lru_cache(maxsize=None)
-def _warn_fallback():
-    warnings.warn(
-        'adder_det: the compiled extension adder_det._C is not built; '
-        'falling back to the slow pure-PyTorch reference. Build it with '
-        '`pip install --no-build-isolation -e .`.', RuntimeWarning,
-        stacklevel=4)
+def _warn_once(reason: str):
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(
+            f'adder_det: {reason}; falling back to the slow pure-PyTorch '
+            'reference. Build it with `pip install --no-build-isolation -e .`'
+            ' (FORCE_CUDA=1 for the CUDA kernels).', RuntimeWarning,
+            stacklevel=4)
 
 
-def primitives():
+def primitives(device_type: str = 'cpu'):
     """(forward, backward_input, backward_weight) of the active backend."""
-    if backend() == 'compiled':
+    if backend(device_type) == 'compiled':
         ops = torch.ops.adder_det
         return ops.adder2d, ops.adder2d_backward_input, \
             ops.adder2d_backward_weight

@@ -104,7 +104,7 @@ class Adder2dFunction(torch.autograd.Function):
     def forward(ctx, input, weight, stride, padding, dilation, groups,
                 input_grad, eta):
         forward, ctx.backward_input, ctx.backward_weight = \
-            _backend.primitives()
+            _backend.primitives(input.device.type)
         ctx.conf = (stride, padding, dilation, groups)
         ctx.sign_grad = input_grad == 'sign'
         ctx.eta = eta

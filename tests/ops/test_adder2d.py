@@ -73,7 +73,7 @@ def test_compiled_kernels_actually_run(compiled):
 
 def test_fallback_warns_once_and_matches(monkeypatch):
     monkeypatch.setattr(_backend, 'extension_available', lambda: False)
-    _backend._warn_fallback.cache_clear()
+    monkeypatch.setattr(_backend, '_warned', set())
     x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     with warnings.catch_warnings(record=True) as caught:
@@ -91,6 +91,42 @@ def test_fallback_warns_once_and_matches(monkeypatch):
     gx = ref.adder2d_backward_input(torch.ones_like(y), x, w, (1, 1), (1, 1),
                                     (1, 1), 1, False)
     torch.testing.assert_close(x.grad, gx)
+
+
+def test_extension_without_cuda_falls_back_for_cuda_tensors(monkeypatch):
+    class NoCuda:
+        @staticmethod
+        def built_with_cuda():
+            return False
+    monkeypatch.setattr(_backend, 'extension_available', lambda: True)
+    monkeypatch.setattr(_backend, '_extension', NoCuda)
+    monkeypatch.setattr(_backend, '_warned', set())
+    with pytest.warns(RuntimeWarning, match='without CUDA'):
+        assert ops.backend('cuda') == 'reference'
+    assert ops.backend('cpu') == 'compiled'
+
+
+def test_opcheck_and_torch_compile(compiled):
+    """The ops are real dispatcher ops: schema and fake kernels check out,
+    and torch.compile traces the layer (forward and backward)."""
+    x, w = torch.randn(2, 4, 7, 7), torch.randn(6, 4, 3, 3)
+    g = torch.randn(2, 6, 7, 7)
+    conf = ([1, 1], [1, 1], [1, 1], 1)
+    for op, args in ((torch.ops.adder_det.adder2d.default, (x, w, *conf)),
+                     (torch.ops.adder_det.adder2d_backward_input.default,
+                      (g, x, w, *conf, True)),
+                     (torch.ops.adder_det.adder2d_backward_weight.default,
+                      (g, x, w, *conf))):
+        result = torch.library.opcheck(
+            op, args, test_utils=('test_schema', 'test_faketensor',
+                                  'test_aot_dispatch_static'))
+        assert set(result.values()) == {'SUCCESS'}, (op, result)
+    m = ops.Adder2d(4, 6, 3, padding=1)
+    x.requires_grad_()
+    y = torch.compile(m, backend='aot_eager')(x)
+    y.sum().backward()
+    torch.testing.assert_close(y, m(x))
+    assert m.weight.grad is not None and x.grad is not None
 
 
 def test_backend_env_choice(monkeypatch):
@@ -242,20 +278,47 @@ def test_bad_input_names_the_problem(name, make, kwargs, match):
         adder2d(x, w, **kwargs)
 
 
-@pytest.mark.parametrize('name,make,kwargs,match', BAD_INPUTS[:5] + [
-    BAD_INPUTS[8], BAD_INPUTS[9], BAD_INPUTS[11]],
-                         ids=[b[0] for b in BAD_INPUTS[:5] + [
-                             BAD_INPUTS[8], BAD_INPUTS[9], BAD_INPUTS[11]]])
-def test_bad_input_checked_in_compiled_op_too(compiled, name, make, kwargs,
-                                              match):
-    """Direct torch.ops callers get the same kind of message from C++."""
-    x, w = make()
-    stride = kwargs.get('stride', 1)
-    stride = [stride] * 2 if isinstance(stride, int) else list(stride)
-    pad = [kwargs.get('padding', 0)] * 2
-    with pytest.raises(RuntimeError, match=match):
-        torch.ops.adder_det.adder2d(x, w, stride, pad, [1, 1],
-                                    kwargs.get('groups', 1))
+def test_bad_input_checked_in_compiled_op_too(compiled):
+    """Direct torch.ops callers get a RuntimeError naming the problem from
+    the C++ checks. Run in a child process so that a crash (rather than an
+    exception) is reported as a failure instead of killing the suite."""
+    code = r'''
+import torch, adder_det.ops as ops
+ops.extension_available()
+r = lambda *s, **k: torch.randn(*s, **k)
+cases = [
+    ('4-D', r(3, 5, 5), r(2, 3, 3, 3), [1, 1], [0, 0], [1, 1], 1),
+    ('4-D', r(1, 3, 5, 5), r(2, 3, 3), [1, 1], [0, 0], [1, 1], 1),
+    ('channels', r(1, 4, 5, 5), r(2, 3, 3, 3), [1, 1], [0, 0], [1, 1], 1),
+    ('groups', r(1, 6, 5, 5), r(3, 3, 3, 3), [1, 1], [0, 0], [1, 1], 2),
+    ('dtype', r(1, 3, 5, 5), r(2, 3, 3, 3).double(), [1, 1], [0, 0],
+     [1, 1], 1),
+    ('float32 or float64', r(1, 3, 5, 5).half(), r(2, 3, 3, 3).half(),
+     [1, 1], [0, 0], [1, 1], 1),
+    ('padding', r(1, 3, 5, 5), r(2, 3, 3, 3), [1, 1], [-1, 0], [1, 1], 1),
+    ('stride', r(1, 3, 5, 5), r(2, 3, 3, 3), [0, 1], [0, 0], [1, 1], 1),
+    ('dilation', r(1, 3, 5, 5), r(2, 3, 3, 3), [1, 1], [0, 0], [0, 1], 1),
+    ('larger than the padded input', r(1, 3, 5, 5), r(2, 3, 7, 3), [1, 1],
+     [0, 0], [1, 1], 1),
+]
+for match, x, w, *args in cases:
+    for op in ('adder2d', 'adder2d_backward_weight'):
+        extra = [torch.zeros(1)] if op != 'adder2d' else []
+        try:
+            getattr(torch.ops.adder_det, op)(*extra, x, w, *args)
+        except RuntimeError as e:
+            ok = match in str(e) or op != 'adder2d' and 'grad_output' in str(e)
+            print(('OK ' if ok else 'BAD ') + op + ': ' + str(e).splitlines()[0])
+        else:
+            print('BAD ' + op + ': no error for ' + match)
+print('done')
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    lines = out.stdout.splitlines()
+    assert lines[-1] == 'done' and len(lines) == 21, out.stdout
+    assert not [line for line in lines if line.startswith('BAD')], out.stdout
 
 
 def test_empty_batch_returns_empty_result():
