@@ -17,12 +17,16 @@ def extensions():
     from torch.utils.cpp_extension import CUDA_HOME, CppExtension, \
         CUDAExtension
     sources = ['csrc/adder2d.cpp'] + sorted(glob.glob('csrc/cpu/*.cpp'))
-    cxx = ['-O3']
+    # -fopenmp: at::parallel_for is a header template; without it the
+    # extension's parallel loops silently run on one thread.
+    cxx = ['-O3', '-fopenmp']
+    link = ['-fopenmp']
     with_cuda = os.environ.get('FORCE_CUDA') == '1' or (
         torch.cuda.is_available() and CUDA_HOME is not None)
     if not with_cuda:
         return [CppExtension('adder_det._C', sources,
-                             extra_compile_args={'cxx': cxx})]
+                             extra_compile_args={'cxx': cxx},
+                             extra_link_args=link)]
     sources += sorted(glob.glob('csrc/cuda/*.cpp')) + sorted(
         glob.glob('csrc/cuda/*.cu'))
     return [
@@ -30,9 +34,10 @@ def extensions():
             'adder_det._C',
             sources,
             define_macros=[('ADDER_DET_WITH_CUDA', None)],
+            extra_link_args=link,
             extra_compile_args={
                 'cxx': cxx,
-                'nvcc': ['-O3'],
+                'nvcc': ['-O3', '-Xcompiler', '-fopenmp'],
             })
     ]
 

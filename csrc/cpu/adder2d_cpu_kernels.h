@@ -1,0 +1,249 @@
+// CPU micro-kernels and task bodies of adder2d (see adder2d_cpu.cpp).
+// Deliberately without include guard: adder2d_cpu.cpp includes this file
+// twice, once under `#pragma GCC target("avx2,fma")` and once for the
+// baseline ISA, each in its own namespace. A whole-region target (rather
+// than target attributes on wrappers) matters: GCC lowers vector code to the
+// ISA of the function it is written in before inlining it anywhere.
+
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
+  static constexpr int width = 8;
+  static constexpr int32_t abs_bits = 0x7fffffff;
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(32)));
+  typedef int64_t mask __attribute__((vector_size(32)));
+  static constexpr int width = 4;
+  static constexpr int64_t abs_bits = 0x7fffffffffffffffLL;
+};
+
+template <typename T>
+ADDER_INLINE typename Vec<T>::type vload(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+ADDER_INLINE typename Vec<T>::type vsplat(T s) {
+  const typename Vec<T>::type zero = {};
+  return s - zero;  // s - 0 == s exactly, so this folds to one broadcast
+}
+template <typename T>
+ADDER_INLINE typename Vec<T>::type vabs(typename Vec<T>::type v) {
+  using M = typename Vec<T>::mask;
+  return (typename Vec<T>::type)((M)v & Vec<T>::abs_bits);
+}
+
+// Tile sizes: MR rows (filters / input rows) x NV vectors of columns.
+constexpr int kFwdMR = 5, kFwdNV = 2;  // 10 accumulators + 6 live registers
+constexpr int kBwdMR = 4, kBwdNV = 2;
+constexpr int64_t kKC = 256;  // K block of the forward (panel in L1/L2)
+
+template <typename T>
+constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
+template <typename T>
+constexpr int bwd_nr() { return kBwdNV * Vec<T>::width; }
+
+// out[i][j] (-)= sum_k |w[i][k] - panel[k][j]| for i < rows, j < cols.
+// w rows are ldw apart; rows beyond `rows` are never read.
+template <typename T, int MR>
+ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
+                               const T* panel, T* out, int64_t ldo, int rows,
+                               int cols, bool first) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, NR = kFwdNV * W;
+  V acc[MR][kFwdNV] = {};
+  const T* wr[MR];
+  for (int i = 0; i < MR; ++i) wr[i] = w + std::min(i, rows - 1) * ldw;
+  for (int64_t k = 0; k < kc; ++k) {
+    V x[kFwdNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(panel + k * NR + v * W);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V wi = vsplat(wr[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kFwdNV; ++v) acc[i][v] += vabs<T>(wi - x[v]);
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+    T tmp[NR];
+    std::memcpy(tmp, acc[i], sizeof(tmp));
+    T* o = out + i * ldo;
+    if (first)
+      for (int j = 0; j < cols; ++j) o[j] = -tmp[j];
+    else
+      for (int j = 0; j < cols; ++j) o[j] -= tmp[j];
+  }
+}
+
+// One forward task: sample n, group g, output positions [l0, l0 + lc).
+template <typename T>
+inline void forward_chunk_impl(const T* x, const T* w, T* y,
+                                     const Adder2dShape& s, int64_t n,
+                                     int64_t g, int64_t l0, int64_t lc,
+                                     T* panels) {
+  constexpr int NR = fwd_nr<T>();
+  const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g();
+  const int64_t npanels = (lc + NR - 1) / NR;
+  // Pack the patches: panels[p][k][j] = X_col(k, l0 + p * NR + j), 0 past lc.
+  // Walk output rows so the valid input columns of a row are one strided run.
+  const T* xg = x + (n * s.c + g * s.cin_g()) * s.h * s.w;
+  const int64_t oh0 = l0 / s.wout, ow0 = l0 % s.wout;
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t c = k / s.taps(), tap = k % s.taps();
+    const int64_t di = (tap / s.kw) * s.dh - s.ph;
+    const int64_t dj = (tap % s.kw) * s.dw - s.pw;
+    // Output columns ow whose input column ow * sw + dj is inside [0, W).
+    const int64_t ow_lo = std::min(s.wout, dj >= 0 ? 0 : (-dj + s.sw - 1) / s.sw);
+    const int64_t ow_hi = std::max(ow_lo, std::min(s.wout, s.w - dj > 0 ? (s.w - dj - 1) / s.sw + 1 : 0));
+    const T* plane = xg + c * s.h * s.w;
+    T* dst = panels + k * NR;
+    auto put = [&](int64_t q, T v) { dst[(q / NR) * K * NR + q % NR] = v; };
+    int64_t q = 0;
+    for (int64_t oh = oh0; q < lc; ++oh) {
+      const int64_t first = oh == oh0 ? ow0 : 0;
+      const int64_t last = std::min(s.wout, first + (lc - q));  // exclusive
+      const int64_t hi = oh * s.sh + di;
+      if (hi < 0 || hi >= s.h) {
+        for (int64_t ow = first; ow < last; ++ow) put(q++, T(0));
+        continue;
+      }
+      const T* row = plane + hi * s.w + dj;
+      const int64_t a = std::max(first, ow_lo), b = std::max(a, std::min(last, ow_hi));
+      for (int64_t ow = first; ow < a; ++ow) put(q++, T(0));
+      for (int64_t ow = a; ow < b; ++ow) put(q++, row[ow * s.sw]);
+      for (int64_t ow = b; ow < last; ++ow) put(q++, T(0));
+    }
+    for (; q < npanels * NR; ++q) put(q, T(0));
+  }
+  const T* wg = w + g * cout_g * K;
+  T* yg = y + (n * s.cout + g * cout_g) * L + l0;
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    int64_t t = 0;
+    for (; t + kFwdMR <= cout_g; t += kFwdMR)
+      for (int64_t p = 0; p < npanels; ++p)
+        forward_tile<T, kFwdMR>(kc, wg + t * K + k0, K,
+                                panels + p * K * NR + k0 * NR,
+                                yg + t * L + p * NR, L, kFwdMR,
+                                (int)std::min<int64_t>(NR, lc - p * NR),
+                                k0 == 0);
+    for (; t < cout_g; ++t)
+      for (int64_t p = 0; p < npanels; ++p)
+        forward_tile<T, 1>(kc, wg + t * K + k0, K,
+                           panels + p * K * NR + k0 * NR, yg + t * L + p * NR,
+                           L, 1, (int)std::min<int64_t>(NR, lc - p * NR),
+                           k0 == 0);
+  }
+}
+
+// acc[i][j] = sum_t g[t][j] * G(wt[k + i][t] - x[i][j]) for one MR x NR tile
+// of patch rows k.. and positions (wt: filters transposed to [K][cout_g], so
+// each row streams contiguously); rows beyond `rows` repeat the last row and
+// are dropped.
+template <typename T, int MR, bool kSign>
+ADDER_INLINE void backward_input_tile(int64_t cout_g, const T* wt,
+                                      const T* gpanel, int64_t ldg,
+                                      const T (*xt)[bwd_nr<T>()],
+                                      T (*dcol)[bwd_nr<T>()], int rows) {
+  using V = typename Vec<T>::type;
+  using M = typename Vec<T>::mask;
+  constexpr int W = Vec<T>::width;
+  V acc[MR][kBwdNV] = {}, xv[MR][kBwdNV];
+  const T* wr[MR];
+  for (int i = 0; i < MR; ++i) {
+    const int row = std::min(i, rows - 1);
+    wr[i] = wt + row * cout_g;
+    for (int v = 0; v < kBwdNV; ++v) xv[i][v] = vload(xt[row] + v * W);
+  }
+  const V one = vsplat<T>(1), mone = vsplat<T>(-1), zero = {};
+  for (int64_t t = 0; t < cout_g; ++t) {
+    V gv[kBwdNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kBwdNV; ++v) gv[v] = vload(gpanel + t * ldg + v * W);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V wi = vsplat(wr[i][t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kBwdNV; ++v) {
+        V d = wi - xv[i][v];
+        if (kSign) {
+          d = (V)(((M)(d > zero) & (M)one) | ((M)(d < zero) & (M)mone));
+        } else {
+          d = d > one ? one : d;
+          d = d < mone ? mone : d;
+        }
+        acc[i][v] += gv[v] * d;
+      }
+    }
+  }
+  for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
+}
+
+// One input-gradient task: sample n, group g, input channels [c0, c1) of
+// the group. Owns dX(n, g * cin_g + [c0, c1)), so it writes without atomics.
+// wt: filters as [groups][K][cout_g].
+template <typename T, bool kSign>
+inline void backward_input_chunk_impl(const T* go, const T* x,
+                                            const T* wt, T* gx,
+                                            const Adder2dShape& s, int64_t n,
+                                            int64_t g, int64_t c0, int64_t c1,
+                                            T* gbuf) {
+  constexpr int NR = bwd_nr<T>();
+  const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), T_ = s.taps();
+  const int64_t HW = s.h * s.w;
+  const T* xg = x + (n * s.c + g * s.cin_g()) * HW;
+  T* gxg = gx + (n * s.c + g * s.cin_g()) * HW;
+  const T* gog = go + (n * s.cout + g * cout_g) * L;
+  const T* wg = wt + g * K * cout_g;
+  std::fill(gxg + c0 * HW, gxg + c1 * HW, T(0));
+  const int64_t r0 = c0 * T_, r1 = c1 * T_;  // patch rows owned
+  for (int64_t l0 = 0; l0 < L; l0 += NR) {
+    const int cols = (int)std::min<int64_t>(NR, L - l0);
+    // g(t, l0 .. l0 + NR), zero-padded past L.
+    for (int64_t t = 0; t < cout_g; ++t) {
+      T* dst = gbuf + t * NR;
+      std::memcpy(dst, gog + t * L + l0, cols * sizeof(T));
+      std::fill(dst + cols, dst + NR, T(0));
+    }
+    // Output position -> input offset of tap (0, 0).
+    int64_t hbase[NR], wbase[NR];
+    for (int j = 0; j < NR; ++j) {
+      const int64_t l = l0 + std::min(j, cols - 1);
+      hbase[j] = (l / s.wout) * s.sh - s.ph;
+      wbase[j] = (l % s.wout) * s.sw - s.pw;
+    }
+    for (int64_t r = r0; r < r1; r += kBwdMR) {
+      const int rows = (int)std::min<int64_t>(kBwdMR, r1 - r);
+      T xt[kBwdMR][NR], dcol[kBwdMR][NR];
+      int64_t idx[kBwdMR][NR];  // -1 where the tap is padding
+      for (int i = 0; i < rows; ++i) {
+        const int64_t k = r + i, c = k / T_, tap = k % T_;
+        const int64_t di = (tap / s.kw) * s.dh, dj = (tap % s.kw) * s.dw;
+        for (int j = 0; j < NR; ++j) {
+          const int64_t hi = hbase[j] + di, wi = wbase[j] + dj;
+          const bool in = j < cols && hi >= 0 && hi < s.h && wi >= 0 && wi < s.w;
+          idx[i][j] = in ? c * HW + hi * s.w + wi : -1;
+          xt[i][j] = in ? xg[idx[i][j]] : T(0);
+        }
+      }
+      if (rows == kBwdMR)
+        backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + r * cout_g, gbuf,
+                                              NR, xt, dcol, rows);
+      else
+        for (int i = 0; i < rows; ++i)
+          backward_input_tile<T, 1, kSign>(cout_g, wg + (r + i) * cout_g,
+                                           gbuf, NR, xt + i, dcol + i, 1);
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < cols; ++j)
+          if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
+    }
+  }
+}
+
