@@ -2,6 +2,9 @@
 
 Configs load it with ``custom_imports=dict(imports=['adder_det.models'])``.
 """
-from .layers import Adder2d  # noqa: F401  (registers conv types)
+from .backbones import AdderResNet
+from .dense_heads import AdderFCOSHead
+from .layers import Adder2d  # registers the conv types 'Adder', 'Adder2d'
+from .necks import AdderFPN
 
-__all__ = ['Adder2d']
+__all__ = ['Adder2d', 'AdderResNet', 'AdderFPN', 'AdderFCOSHead']

@@ -1,0 +1,3 @@
+from .adder_resnet import AdderResNet
+
+__all__ = ['AdderResNet']

@@ -1,0 +1,3 @@
+from .adder_fcos_head import AdderFCOSHead
+
+__all__ = ['AdderFCOSHead']

@@ -1,0 +1,3 @@
+from .adder_fpn import AdderFPN
+
+__all__ = ['AdderFPN']

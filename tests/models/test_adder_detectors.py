@@ -1,0 +1,59 @@
+"""AdderFCOSHead and whole Adder FCOS detectors: loss and predict."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import adder_det.models  # noqa: F401
+from adder_det.ops import Adder2d
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+
+from .detector_cfgs import run_loss_and_predict, small_fcos
+
+register_all_modules()
+
+
+def test_adder_fcos_head_towers_are_adder_predictors_conv():
+    head = MODELS.build(small_fcos(head_type='AdderFCOSHead')['bbox_head'])
+    head.init_weights()
+    for tower in (head.cls_convs, head.reg_convs):
+        for m in tower:
+            assert isinstance(m.conv, Adder2d) and m.conv.input_grad == 'sign'
+            assert isinstance(m.norm, nn.BatchNorm2d)
+    for pred in (head.conv_cls, head.conv_reg, head.conv_centerness):
+        assert type(pred) is nn.Conv2d
+    # mmdet's prior-probability init still reaches the classifier bias...
+    assert abs(head.conv_cls.bias.mean().item() -
+               -math.log((1 - 0.01) / 0.01)) < 1e-4
+    # ...and the Normal(0.01) conv init does not hit the adder filters.
+    assert all(0.8 < m.conv.weight.std().item() < 1.2
+               for m in head.cls_convs)
+    with pytest.raises(ValueError, match='adder conv_cfg'):
+        MODELS.build(dict(small_fcos()['bbox_head'], type='AdderFCOSHead',
+                          conv_cfg=None))
+
+
+@pytest.mark.parametrize('variant', ['conv', 'B', 'B+N', 'B+N+H'])
+def test_detector_variants_loss_and_predict(variant):
+    backbone = 'ResNet' if variant == 'conv' else 'AdderResNet'
+    neck = dict(type='FPN') if variant in ('conv', 'B') else None
+    head = 'AdderFCOSHead' if variant == 'B+N+H' else 'FCOSHead'
+    model = MODELS.build(small_fcos(backbone, neck, head))
+    model.init_weights()
+    expect_adders = {'conv': 0, 'B': 19}.get(variant)
+    n_adders = sum(isinstance(m, Adder2d) for m in model.modules())
+    if expect_adders is not None:
+        assert n_adders == expect_adders
+    else:
+        assert n_adders > 19
+    losses, preds = run_loss_and_predict(model)
+    assert {'loss_cls', 'loss_bbox', 'loss_centerness'} <= set(losses)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert len(preds) == 2
+    for p in preds:
+        assert p.pred_instances.bboxes.shape[-1] == 4
+        assert len(p.pred_instances.scores) == len(p.pred_instances.labels)
+    grads = [m.weight.grad for m in model.modules() if isinstance(m, Adder2d)]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
