@@ -45,6 +45,14 @@ def test_shapes_and_gradient_reaches_every_level(fusion, shortcut):
         assert p.grad is not None, name
 
 
+def test_fpn_xavier_init_leaves_adder_filters_alone():
+    torch.manual_seed(0)
+    neck = build()
+    stds = [m.weight.std().item() for m in neck.modules()
+            if isinstance(m, Adder2d)]
+    assert min(stds) > 0.8 and max(stds) < 1.2, stds
+
+
 def test_module_counts_per_fusion():
     n = len(IN_CHANNELS)
     for fusion, extra in (('fpn', 0), ('pafpn', 2 * (n - 1)),
