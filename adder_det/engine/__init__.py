@@ -1,0 +1,15 @@
+"""Glue between adder_det and mmengine/mmdet's running machinery."""
+from .checkpoint import allow_mmengine_checkpoints
+from .rng_state_hook import RNGStateHook
+
+
+def setup_mmdet():
+    """Register mmdet's and adder_det's modules, allow mmengine checkpoints
+    under torch's weights-only loading, and make mmdet the default scope."""
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    import adder_det.models  # noqa: F401  (registers)
+    allow_mmengine_checkpoints()
+
+
+__all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook']

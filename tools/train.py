@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Train a detector with mmengine's Runner (mmdet's command line).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
+        [--amp] [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+
+Multi-GPU / multi-node: tools/dist_train.sh (torchrun). adder_det is
+registered before the config is read, so its configs need no install step
+beyond `pip install -e .`.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Train a detector')
+    p.add_argument('config', help='train config file path')
+    p.add_argument('--work-dir', help='where logs and checkpoints go')
+    p.add_argument('--amp', action='store_true',
+                   help='automatic mixed precision (AmpOptimWrapper)')
+    p.add_argument('--auto-scale-lr', action='store_true',
+                   help='scale the lr by total batch / base_batch_size')
+    p.add_argument('--resume', nargs='?', type=str, const='auto',
+                   help='resume from PATH, or with no value (or "auto") '
+                   'from the latest checkpoint in the work dir')
+    p.add_argument('--cfg-options', nargs='+', default=None,
+                   help='override config keys, key=value (mmengine syntax)')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                   default='none', help='job launcher')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_cfg(args):
+    from mmengine.config import Config, DictAction
+    from mmengine.logging import print_log
+
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'train: no config file {args.config}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        action = DictAction(option_strings=[], dest='cfg_options')
+        ns = argparse.Namespace()
+        action(None, ns, args.cfg_options)
+        cfg.merge_from_dict(ns.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print_log('AMP is already on in the config', logger='current',
+                      level=logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if not cfg.get('auto_scale_lr', {}).get('base_batch_size'):
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.'
+                             'base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'train: --resume {args.resume}: no '
+                                    'such checkpoint')
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    cfg = build_cfg(args)
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
+              else RUNNERS.build(cfg))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
