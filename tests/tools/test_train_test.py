@@ -101,3 +101,45 @@ def test_missing_config_and_checkpoint_are_named(tmp_path):
                           str(tmp_path / 'missing.pth')], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode != 0 and 'no checkpoint' in out.stderr
+
+
+def test_export_is_slim_and_predicts_the_same(tmp_path, data_root):
+    extra = coco_ann(data_root)
+    run('tools/train.py', ADDER_COCO, '--work-dir', tmp_path,
+        '--cfg-options', *overrides(data_root, 1, extra))
+    ckpt = tmp_path / 'epoch_1.pth'
+    log = run('tools/export.py', ckpt, tmp_path / 'export' / 'adder.pth')
+    exported = sorted((tmp_path / 'export').glob('adder-*.pth'))
+    assert len(exported) == 1 and exported[0].name in log
+    import hashlib
+    digest = hashlib.sha256(exported[0].read_bytes()).hexdigest()[:8]
+    assert exported[0].stem == f'adder-{digest}'
+    assert exported[0].stat().st_size < ckpt.stat().st_size
+
+    sys.path.insert(0, str(ROOT))
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    from mmdet.apis import inference_detector, init_detector
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ADDER_COCO))
+    cfg.model.test_cfg.score_thr = 0.0
+    image = str(data_root / 'JPEGImages' / '000016.jpg')
+    preds = []
+    for path in (ckpt, exported[0]):
+        model = init_detector(cfg, str(path), device='cpu')
+        assert model.dataset_meta['classes'] == ('circle', 'square',
+                                                 'triangle')
+        preds.append(inference_detector(model, image).pred_instances)
+    assert len(preds[0].scores) > 0
+    for key in ('bboxes', 'scores', 'labels'):
+        torch.testing.assert_close(preds[0][key], preds[1][key])
+
+    # the exported checkpoint also drives tools/test.py and tools/demo.py
+    log = run('tools/test.py', ADDER_COCO, exported[0], '--work-dir',
+              tmp_path / 'test', '--cfg-options',
+              *overrides(data_root, 1, extra + ['model.test_cfg.score_thr=0']))
+    assert 'coco/bbox_mAP' in log
+    log = run('tools/demo.py', data_root / 'JPEGImages', ADDER_COCO,
+              exported[0], '--out', tmp_path / 'vis', '--score-thr', '0')
+    pngs = sorted((tmp_path / 'vis').glob('*.png'))
+    assert len(pngs) == 24 and all(p.stat().st_size > 1000 for p in pngs)
