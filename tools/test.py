@@ -40,8 +40,9 @@ def main(argv=None):
                        (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'test: no {what} {path}')
+    from adder_det.engine import configure_launcher
     cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
+    configure_launcher(cfg, args.launcher)  # gloo + CPU DDP without GPUs
     if args.cfg_options:
         action = DictAction(option_strings=[], dest='cfg_options')
         ns = argparse.Namespace()

@@ -44,8 +44,9 @@ def build_cfg(args):
 
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'train: no config file {args.config}')
+    from adder_det.engine import configure_launcher
     cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
+    configure_launcher(cfg, args.launcher)  # gloo + CPU DDP without GPUs
     if args.cfg_options:
         action = DictAction(option_strings=[], dest='cfg_options')
         ns = argparse.Namespace()

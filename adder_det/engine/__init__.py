@@ -1,5 +1,6 @@
 """Glue between adder_det and mmengine/mmdet's running machinery."""
 from .checkpoint import allow_mmengine_checkpoints
+from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
 from .rng_state_hook import RNGStateHook
 
 
@@ -12,4 +13,5 @@ def setup_mmdet():
     allow_mmengine_checkpoints()
 
 
-__all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook']
+__all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
+           'CPUDistributedDataParallel', 'configure_launcher']

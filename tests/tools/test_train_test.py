@@ -10,6 +10,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'synthetic'
 ADDER_COCO = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py'
+CONV_COCO = CFG / 'fcos_r18-quarter_rpafpn_12e_synthetic-coco.py'
 ADDER_VOC = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-voc.py'
 
 
@@ -143,3 +144,56 @@ def test_export_is_slim_and_predicts_the_same(tmp_path, data_root):
               exported[0], '--out', tmp_path / 'vis', '--score-thr', '0')
     pngs = sorted((tmp_path / 'vis').glob('*.png'))
     assert len(pngs) == 24 and all(p.stat().st_size > 1000 for p in pngs)
+
+
+@pytest.mark.parametrize('config', [CONV_COCO, ADDER_COCO])
+def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
+    """torchrun, 2 gloo processes x 4 images vs 1 process x 8 images: the
+    same images per step from the same initial weights.
+
+    The conv twin's updates agree up to the per-process BN statistics
+    (batches of 4 vs 8). The adder model differs more: each process rescales
+    its own filter gradient to norm eta*sqrt(k) inside backward, before DDP
+    averages them (what the official code would do under DDP too), so the
+    averaged step is not the rescaled full-batch gradient. Moving the
+    scaling after the all-reduce is an open item (see docs/models.md); here
+    the adder steps must still point the same way."""
+    from adder_det.engine import allow_mmengine_checkpoints, setup_mmdet
+    setup_mmdet()
+    allow_mmengine_checkpoints()
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(config)).model)
+    model.init_weights()
+    init = tmp_path / 'init.pth'
+    torch.save({'state_dict': model.state_dict()}, init)
+    extra = coco_ann(data_root) + ['train_dataloader.dataset.pipeline.3.prob=0.0',
+                                   f'load_from={init}']
+    run('tools/train.py', config, '--work-dir', tmp_path / 's',
+        '--cfg-options', *overrides(data_root, 1, extra))
+    env = dict(os.environ, PORT='29517', PYTHON=sys.executable)
+    out = subprocess.run(
+        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+         str(tmp_path / 'd'), '--cfg-options',
+         *overrides(data_root, 1, extra + ['train_dataloader.batch_size=4'])],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert 'Distributed training: True' in out.stdout + out.stderr
+    s = torch.load(tmp_path / 's' / 'epoch_1.pth')
+    d = torch.load(tmp_path / 'd' / 'epoch_1.pth')
+    assert s['meta']['iter'] == d['meta']['iter'] == 2
+    params = [k for k, _ in model.named_parameters()]
+    w0 = torch.cat([model.state_dict()[k].flatten() for k in params])
+    ws = torch.cat([s['state_dict'][k].flatten() for k in params])
+    wd = torch.cat([d['state_dict'][k].flatten() for k in params])
+    step_s, step_d = ws - w0, wd - w0
+    assert step_s.norm() > 0
+    rel = ((step_s - step_d).norm() / step_s.norm()).item()
+    cos = torch.nn.functional.cosine_similarity(step_s, step_d, dim=0).item()
+    print(f'{config.name}: relative difference of the weight updates '
+          f'{rel:.3f}, cosine {cos:.3f}')
+    if config == CONV_COCO:
+        assert rel < 0.5 and cos > 0.9, (rel, cos)
+    else:
+        assert cos > 0.4, (rel, cos)
