@@ -24,7 +24,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                     'scale_factor')),
 ]
-voc = dict(type='VOCDataset', data_root=data_root, metainfo=metainfo,
+voc = dict(type='CheckedVOCDataset', data_root=data_root, metainfo=metainfo,
            data_prefix=dict(sub_data_root=''))
 train_dataloader = dict(
     dataset=dict(_delete_=True, ann_file='ImageSets/Main/train.txt',

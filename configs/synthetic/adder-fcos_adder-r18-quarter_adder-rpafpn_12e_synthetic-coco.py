@@ -4,8 +4,9 @@
 # COCO layout and CocoMetric. CPU-sized: batch 8, 12 epochs.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['adder_det.models', 'adder_det.engine'],
-                      allow_failed_imports=False)
+custom_imports = dict(
+    imports=['adder_det.models', 'adder_det.engine', 'adder_det.datasets.checked'],
+    allow_failed_imports=False)
 
 data_root = 'data/synthetic/'
 classes = ('circle', 'square', 'triangle')
@@ -85,7 +86,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type='CocoDataset',
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
@@ -99,7 +100,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CocoDataset',
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',

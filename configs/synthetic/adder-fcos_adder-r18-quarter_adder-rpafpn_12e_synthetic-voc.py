@@ -4,7 +4,7 @@
 _base_ = './adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py'
 
 voc = dict(
-    type='VOCDataset',
+    type='CheckedVOCDataset',
     data_root={{_base_.data_root}},
     metainfo={{_base_.metainfo}},
     data_prefix=dict(sub_data_root=''))
