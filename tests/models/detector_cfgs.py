@@ -40,12 +40,15 @@ def small_fcos(backbone_type='AdderResNet', neck=None, head_type='FCOSHead',
                       max_per_img=20))
 
 
-def run_loss_and_predict(model, batch=2, size=96):
+def run_loss_and_predict(model, batch=2, size=96, num_classes=NUM_CLASSES):
     """One loss (with backward) and one predict on mmdet's demo inputs."""
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
+    # demo_mm_inputs cannot draw labels for a single class; fold them.
     packed = demo_mm_inputs(batch, [[3, size, size], [3, size - 3, size + 5]],
-                            num_classes=NUM_CLASSES, num_items=[3, 2])
+                            num_classes=max(num_classes, 2), num_items=[3, 2])
+    for sample in packed['data_samples']:
+        sample.gt_instances.labels %= num_classes
     model.train()
     data = model.data_preprocessor(packed, True)
     losses = model.forward(**data, mode='loss')

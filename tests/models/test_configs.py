@@ -57,6 +57,7 @@ def test_config_builds_and_runs(path):
         expected = 'hardtanh' if 'hardtanh' in path.name else 'sign'
         assert {m.input_grad for m in adders} == {expected}
         assert cfg.param_scheduler[-1].type == 'CosineAnnealingLR'
-    losses, preds = run_loss_and_predict(model, size=64)
+    losses, preds = run_loss_and_predict(
+        model, size=64, num_classes=model_cfg.bbox_head.num_classes)
     assert all(torch.isfinite(v).all() for v in losses.values())
     assert len(preds) == 2
