@@ -13,6 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Test (and evaluate) a detector')
     p.add_argument('config')
     p.add_argument('checkpoint')
@@ -20,7 +21,8 @@ def parse_args(argv=None):
     p.add_argument('--out', help='dump predictions to a .pkl file')
     p.add_argument('--show-dir', help='draw predictions into '
                    'WORK_DIR/TIMESTAMP/SHOW_DIR')
-    p.add_argument('--cfg-options', nargs='+', default=None)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys, key=value (mmengine syntax)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                    default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -31,28 +33,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from adder_det.engine import setup_mmdet
+    from adder_det.engine import load_config, setup_mmdet
     setup_mmdet()
-    from mmengine.config import Config, DictAction
     from mmengine.runner import Runner
 
-    for path, what in ((args.config, 'config file'),
-                       (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'test: no {what} {path}')
-    from adder_det.engine import configure_launcher
-    cfg = Config.fromfile(args.config)
-    configure_launcher(cfg, args.launcher)  # gloo + CPU DDP without GPUs
-    if args.cfg_options:
-        action = DictAction(option_strings=[], dest='cfg_options')
-        ns = argparse.Namespace()
-        action(None, ns, args.cfg_options)
-        cfg.merge_from_dict(ns.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'test: no checkpoint {args.checkpoint}')
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir, tool='test')
     cfg.load_from = args.checkpoint
     if args.show_dir:
         vis = cfg.default_hooks.setdefault(

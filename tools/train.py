@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Train a detector')
     p.add_argument('config', help='train config file path')
     p.add_argument('--work-dir', help='where logs and checkpoints go')
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from PATH, or with no value (or "auto") '
                    'from the latest checkpoint in the work dir')
-    p.add_argument('--cfg-options', nargs='+', default=None,
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys, key=value (mmengine syntax)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                    default='none', help='job launcher')
@@ -39,24 +40,11 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    from mmengine.config import Config, DictAction
+    from adder_det.engine import load_config
     from mmengine.logging import print_log
 
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'train: no config file {args.config}')
-    from adder_det.engine import configure_launcher
-    cfg = Config.fromfile(args.config)
-    configure_launcher(cfg, args.launcher)  # gloo + CPU DDP without GPUs
-    if args.cfg_options:
-        action = DictAction(option_strings=[], dest='cfg_options')
-        ns = argparse.Namespace()
-        action(None, ns, args.cfg_options)
-        cfg.merge_from_dict(ns.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir, tool='train')
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP is already on in the config', logger='current',

@@ -1,5 +1,6 @@
 """Glue between adder_det and mmengine/mmdet's running machinery."""
 from .checkpoint import allow_mmengine_checkpoints
+from .config import load_config
 from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
 from .rng_state_hook import RNGStateHook
 
@@ -14,4 +15,4 @@ def setup_mmdet():
 
 
 __all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
-           'CPUDistributedDataParallel', 'configure_launcher']
+           'CPUDistributedDataParallel', 'configure_launcher', 'load_config']
