@@ -97,6 +97,15 @@ def check_arguments(input, weight, bias, stride, padding, dilation, groups):
     return stride, padding, dilation, groups
 
 
+def check_gradient_rule(input_grad: str, eta, who: str):
+    """Validate the papers' gradient options (``who`` prefixes errors)."""
+    if input_grad not in INPUT_GRADS:
+        raise ValueError(f'{who}: input_grad must be one of {INPUT_GRADS}, '
+                         f'got {input_grad!r}')
+    if eta is not None and not eta > 0:
+        raise ValueError(f'{who}: eta must be positive or None, got {eta}')
+
+
 class Adder2dFunction(torch.autograd.Function):
     """Autograd with the papers' gradient rules (see module docstring)."""
 
@@ -153,11 +162,7 @@ def adder2d(input: torch.Tensor,
     """
     stride, padding, dilation, groups = check_arguments(
         input, weight, bias, stride, padding, dilation, groups)
-    if input_grad not in INPUT_GRADS:
-        raise ValueError(f'adder2d: input_grad must be one of {INPUT_GRADS}, '
-                         f'got {input_grad!r}')
-    if eta is not None and not eta > 0:
-        raise ValueError(f'adder2d: eta must be positive or None, got {eta}')
+    check_gradient_rule(input_grad, eta, 'adder2d')
     if input.shape[0] == 0:
         hout, wout = output_size(input.shape[-2:], weight.shape[-2:], stride,
                                  padding, dilation)
@@ -207,12 +212,7 @@ class Adder2d(nn.Module):
             raise ValueError(f'Adder2d: groups={groups} must divide '
                              f'in_channels={in_channels} and '
                              f'out_channels={out_channels}')
-        if input_grad not in INPUT_GRADS:
-            raise ValueError(f'Adder2d: input_grad must be one of '
-                             f'{INPUT_GRADS}, got {input_grad!r}')
-        if eta is not None and not eta > 0:
-            raise ValueError(f'Adder2d: eta must be positive or None, got '
-                             f'{eta}')
+        check_gradient_rule(input_grad, eta, 'Adder2d')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size, 'kernel_size', 1)

@@ -1,6 +1,5 @@
 """Bad data: handled as mmdet does, or rejected with the file's name."""
 import json
-import shutil
 
 import pytest
 from PIL import Image

@@ -1,6 +1,4 @@
 """tools/convert_addernet.py on a state dict in the official layout."""
-import importlib.util
-import pathlib
 from collections import OrderedDict
 
 import pytest
@@ -9,11 +7,9 @@ import torch
 import adder_det.models  # noqa: F401
 from mmdet.registry import MODELS
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location(
-    'convert_addernet', ROOT / 'tools' / 'convert_addernet.py')
-conv = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(conv)
+from . import load_tool
+
+conv = load_tool('convert_addernet')
 
 
 def bn(prefix, c, sd):

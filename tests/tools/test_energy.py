@@ -1,17 +1,13 @@
 """tools/energy.py reproduces the paper's Table 5 by counting hooks."""
-import importlib.util
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location('energy',
-                                              ROOT / 'tools' / 'energy.py')
-energy = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(energy)
+from . import ROOT, load_tool
+
+energy = load_tool('energy')
 
 # Table 5 (COCO, 1333x800): #Mul (G), #Add (G), energy (mJ).
 TABLE5 = {
