@@ -2,6 +2,7 @@
 from .checkpoint import allow_mmengine_checkpoints
 from .config import load_config
 from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
+from .deferred_eta_hook import DeferredEtaHook
 from .rng_state_hook import RNGStateHook
 
 
@@ -15,4 +16,5 @@ def setup_mmdet():
 
 
 __all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
+           'DeferredEtaHook',
            'CPUDistributedDataParallel', 'configure_launcher', 'load_config']

@@ -14,12 +14,14 @@ Arguments are checked here, up front, so that bad input fails with a message
 naming the problem instead of deep inside a kernel.
 """
 import math
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import _backend
+from .awn import check_weight_norm, gain_shape, standardize
 from .reference import output_size
 
 IntPair = Union[int, Tuple[int, int]]
@@ -146,6 +148,20 @@ def scale_filter_grad(grad: torch.Tensor, eta: float) -> torch.Tensor:
     return (grad.to(acc) * torch.where(norm > 0, scale, 0.)).to(grad.dtype)
 
 
+class _ScaleFilterGrad(torch.autograd.Function):
+    """Identity whose backward applies the eta scaling: puts it on the raw
+    filters when the forward uses AWN-standardized ones."""
+
+    @staticmethod
+    def forward(ctx, weight, eta):
+        ctx.eta = eta
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return scale_filter_grad(grad, ctx.eta), None
+
+
 def adder2d(input: torch.Tensor,
             weight: torch.Tensor,
             bias: Optional[torch.Tensor] = None,
@@ -177,6 +193,24 @@ def adder2d(input: torch.Tensor,
     return out
 
 
+_warned_data_parallel = False
+
+
+def _warn_if_data_parallel():
+    global _warned_data_parallel
+    if (not _warned_data_parallel and torch.is_grad_enabled()
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1):
+        _warned_data_parallel = True
+        warnings.warn(
+            'Adder2d: eta scaling runs in backward on each process, before '
+            'the gradients are averaged, so the step differs from the '
+            'single-process one; call adder_det.ops.defer_eta(model, '
+            'optimizer) (mmengine: custom_hooks=[dict(type=\'DeferredEtaHook\')])',
+            stacklevel=3)
+
+
 class Adder2d(nn.Module):
     """Drop-in replacement for ``nn.Conv2d`` computing ``adder2d``.
 
@@ -187,6 +221,13 @@ class Adder2d(nn.Module):
     nearly the same -sum|x|. Filters start from N(0, ``init_std``**2) like
     the official AdderNet (std 1); ``init_weights`` re-applies that, so
     ConvModule does not Kaiming-initialize it.
+
+    ``weight_norm=dict(type='AWN', per='filter'|'layer', gain=1.0,
+    eps=1e-5)`` standardizes the filters every forward and multiplies them
+    by the learnable ``awn_gain`` (see ``adder_det.ops.awn``); the eta
+    scaling then applies to the raw filters' gradient. ``fold_weight_norm``
+    bakes the standardized filters into ``weight`` for deployment; a
+    state dict saved after folding loads back into an AWN layer as folded.
     """
 
     transposed = False
@@ -205,6 +246,7 @@ class Adder2d(nn.Module):
                  input_grad: str = 'hardtanh',
                  eta: Optional[float] = 0.2,
                  init_std: float = 1.0,
+                 weight_norm: Optional[dict] = None,
                  device=None,
                  dtype=None):
         super().__init__()
@@ -222,11 +264,20 @@ class Adder2d(nn.Module):
         self.groups = groups
         self.input_grad = input_grad
         self.eta = eta
+        # Set by ``defer_eta``: the optimizer applies eta after all-reduce.
+        self.eta_deferred = False
         self.init_std = init_std
+        self.weight_norm = check_weight_norm(weight_norm, 'Adder2d')
         factory = dict(device=device, dtype=dtype)
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups,
                         *self.kernel_size, **factory))
+        if self.weight_norm is not None:
+            self.awn_gain = nn.Parameter(torch.empty(
+                gain_shape(self.weight.shape, self.weight_norm['per']),
+                **factory))
+        else:
+            self.register_parameter('awn_gain', None)
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels, **factory))
         else:
@@ -237,14 +288,63 @@ class Adder2d(nn.Module):
         nn.init.normal_(self.weight, 0., self.init_std)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
+        if self.awn_gain is not None:
+            nn.init.constant_(self.awn_gain, self.weight_norm['gain'])
 
     def init_weights(self):
         """Called by mmengine/ConvModule instead of their conv inits."""
         self.reset_parameters()
 
+    def filters(self) -> torch.Tensor:
+        """The filters the forward uses (AWN-standardized when on)."""
+        if self.awn_gain is None:
+            return self.weight
+        return standardize(self.weight, self.awn_gain,
+                           self.weight_norm['per'], self.weight_norm['eps'])
+
     def forward(self, x):
-        return adder2d(x, self.weight, self.bias, self.stride, self.padding,
-                       self.dilation, self.groups, self.input_grad, self.eta)
+        eta = self.eta
+        if self.eta_deferred:
+            eta = None
+        elif eta is not None and self.training:
+            _warn_if_data_parallel()
+        weight = self.weight
+        if self.awn_gain is not None:
+            if eta is not None and weight.requires_grad:
+                weight = _ScaleFilterGrad.apply(weight, eta)
+            weight = standardize(weight, self.awn_gain,
+                                 self.weight_norm['per'],
+                                 self.weight_norm['eps'])
+            eta = None
+        return adder2d(x, weight, self.bias, self.stride, self.padding,
+                       self.dilation, self.groups, self.input_grad, eta)
+
+    @property
+    def weight_norm_folded(self) -> bool:
+        return 'awn_folded' in self._buffers
+
+    @torch.no_grad()
+    def fold_weight_norm(self):
+        """Bake the AWN-standardized filters into ``weight`` (deployment):
+        same outputs, no per-forward normalization, no gain."""
+        if self.awn_gain is None:
+            return
+        self.weight.copy_(self.filters())
+        self._mark_folded()
+
+    def _mark_folded(self):
+        del self._parameters['awn_gain']
+        self.awn_gain = None
+        self.register_buffer('awn_folded',
+                             torch.ones((), dtype=torch.bool,
+                                        device=self.weight.device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A folded AWN layer's state dict (tools/export.py) loads into a
+        # layer built from the same config: switch to folded first.
+        if self.awn_gain is not None and prefix + 'awn_folded' in state_dict:
+            self._mark_folded()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self):
         s = (f'{self.in_channels}, {self.out_channels}, '
@@ -257,4 +357,19 @@ class Adder2d(nn.Module):
             s += f', groups={self.groups}'
         if self.bias is None:
             s += ', bias=False'
-        return s + f', input_grad={self.input_grad!r}, eta={self.eta}'
+        s += f', input_grad={self.input_grad!r}, eta={self.eta}'
+        if self.weight_norm is not None:
+            wn = self.weight_norm
+            s += f", weight_norm=AWN(per={wn['per']!r}"
+            s += ', folded)' if self.weight_norm_folded else ')'
+        return s
+
+
+def fold_weight_norms(model: nn.Module) -> int:
+    """``fold_weight_norm`` on every AWN ``Adder2d`` of ``model`` (for
+    deployment); returns how many layers were folded."""
+    layers = [m for m in model.modules()
+              if isinstance(m, Adder2d) and m.awn_gain is not None]
+    for m in layers:
+        m.fold_weight_norm()
+    return len(layers)

@@ -4,7 +4,10 @@
 # and the VOC data settings of ../fcos/fcos_r50_fpn_gn-head_1x_voc0712.py.
 _base_ = '../fcos/fcos_r50_fpn_gn-head_1x_voc0712.py'
 
-custom_imports = dict(imports=['adder_det.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['adder_det.models', 'adder_det.engine'],
+                      allow_failed_imports=False)
+# Eta scaling after the gradient all-reduce (docs/models.md).
+custom_hooks = [dict(type='DeferredEtaHook')]
 
 adder = dict(type='Adder', input_grad='sign', eta=0.2)
 model = dict(

@@ -17,7 +17,10 @@
 # with these head improvements trains without clipping too.
 _base_ = '../fcos/fcos_r50_fpn_gn-head_1x_coco.py'
 
-custom_imports = dict(imports=['adder_det.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['adder_det.models', 'adder_det.engine'],
+                      allow_failed_imports=False)
+# Eta scaling after the gradient all-reduce (docs/models.md).
+custom_hooks = [dict(type='DeferredEtaHook')]
 
 model = dict(
     backbone=dict(

@@ -135,5 +135,6 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
-# Exact resume: the RNG states travel with the checkpoint.
-custom_hooks = [dict(type='RNGStateHook')]
+# Exact resume: the RNG states travel with the checkpoint. Eta scaling after
+# the gradient all-reduce, so N processes step like one (docs/models.md).
+custom_hooks = [dict(type='RNGStateHook'), dict(type='DeferredEtaHook')]
