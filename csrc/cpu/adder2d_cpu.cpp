@@ -7,7 +7,10 @@
 // forward:  per task = (sample, group, chunk of LC output positions), the
 //   input patches of the chunk are packed into NR-wide panels [K][NR]; then
 //   for K-blocks of KC, MR filters x NR positions are accumulated in
-//   registers: acc += |w - x|. Memory: one K x LC panel buffer per task.
+//   registers: acc += 2 min(w, x), and the output is that minus the patch
+//   and filter sums (= -sum |w - x| for finite values, after shifting both
+//   by per-row filter means; chunks holding inf or NaN use acc += |w - x|).
+//   Memory: one K x LC panel buffer per task.
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
@@ -17,6 +20,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -31,9 +35,11 @@ namespace {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define ADDER_ISA_AVX2 1
 namespace avx2 {
 #include "adder2d_cpu_kernels.h"
 }  // namespace avx2
+#undef ADDER_ISA_AVX2
 #pragma GCC pop_options
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") &&
@@ -44,9 +50,11 @@ bool cpu_has_avx2() {
 #else
 bool cpu_has_avx2() { return false; }
 #endif
+#define ADDER_ISA_AVX2 0
 namespace generic {
 #include "adder2d_cpu_kernels.h"
 }  // namespace generic
+#undef ADDER_ISA_AVX2
 
 template <typename T>
 auto forward_chunk_fn() {
@@ -109,12 +117,44 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight.data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
+    // The min form (see the kernels) cancels badly when inputs and filters
+    // share a large offset, so both are shifted by the same per-patch-row
+    // constant, the mean over a group's filters of that row: |x - w| =
+    // |(x - c_k) - (w - c_k)|. Then the shifted filters' sums. With any
+    // inf/NaN filter value none of this: the direct form runs everywhere.
+    const int64_t cout_g = s.cout_g();
+    std::vector<scalar_t> shift(s.groups * K), wshift(s.cout * K),
+        wsum(s.cout);
+    bool finite = true;
+    for (int64_t i = 0; i < s.cout * K && finite; ++i)
+      finite = std::isfinite(w[i]);
+    if (finite) {
+      for (int64_t g = 0; g < s.groups; ++g)
+        for (int64_t k = 0; k < K; ++k) {
+          double c = 0;
+          for (int64_t t = 0; t < cout_g; ++t) c += w[(g * cout_g + t) * K + k];
+          shift[g * K + k] = (scalar_t)(c / cout_g);
+        }
+      for (int64_t t = 0; t < s.cout; ++t) {
+        double acc = 0;
+        const scalar_t* c = shift.data() + (t / cout_g) * K;
+        for (int64_t k = 0; k < K; ++k) {
+          wshift[t * K + k] = w[t * K + k] - c[k];
+          acc += wshift[t * K + k];
+        }
+        wsum[t] = (scalar_t)acc;
+      }
+      w = wshift.data();
+    }
+    const scalar_t* ws = finite ? wsum.data() : nullptr;
+    const scalar_t* sh = finite ? shift.data() : nullptr;
     at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
-      scalar_t* panels = scratch<scalar_t>(((lc + NR - 1) / NR) * NR * K);
+      const int64_t np = (lc + NR - 1) / NR;
+      scalar_t* panels = scratch<scalar_t>(np * NR * K + np * NR);
       for (int64_t task = b; task < e; ++task) {
         const int64_t chunk = task % chunks, ng = task / chunks;
         const int64_t l0 = chunk * lc;
-        fn(x, w, y, s, ng / s.groups, ng % s.groups, l0,
+        fn(x, w, ws, sh, y, s, ng / s.groups, ng % s.groups, l0,
            std::min(lc, L - l0), panels);
       }
     });
@@ -140,7 +180,6 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
-    constexpr int NR = generic::bwd_nr<scalar_t>();
     // Channel blocks: enough tasks to fill the threads, whole channels each.
     const int64_t cin_g = s.cin_g();
     const int64_t want = 4 * at::get_num_threads();
@@ -154,7 +193,8 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
     const scalar_t* w = weight_t.data_ptr<scalar_t>();
     scalar_t* gx = grad_input.data_ptr<scalar_t>();
     at::parallel_for(0, s.n * s.groups * blocks, 1, [&](int64_t b, int64_t e) {
-      scalar_t* gbuf = scratch<scalar_t>(s.cout_g() * NR);
+      // g panel of NR columns (the hardtanh rule has the wider tiles)
+      scalar_t* gbuf = scratch<scalar_t>(s.cout_g() * generic::bwd_nr<scalar_t, false>());
       for (int64_t task = b; task < e; ++task) {
         const int64_t blk = task % blocks, ng = task / blocks;
         const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);

@@ -39,18 +39,34 @@ ADDER_INLINE typename Vec<T>::type vabs(typename Vec<T>::type v) {
   return (typename Vec<T>::type)((M)v & Vec<T>::abs_bits);
 }
 
+// An opaque 1: `v * opaque_one(...)` is not folded to `v`, so the compiler
+// contracts `acc += v * one` into an FMA, which runs on the multiply pipes
+// and leaves the add/compare pipes to the rest of the loop body.
+template <typename V>
+ADDER_INLINE V opaque_one(V one) {
+#if ADDER_ISA_AVX2
+  __asm__("" : "+x"(one));
+#endif
+  return one;
+}
+
 // Tile sizes: MR rows (filters / input rows) x NV vectors of columns.
 constexpr int kFwdMR = 5, kFwdNV = 2;  // 10 accumulators + 6 live registers
-constexpr int kBwdMR = 4, kBwdNV = 2;
+constexpr int kBwdMR = 4;
+// Input gradient: the hardtanh rule keeps 8 (x, acc) pairs; the sign rule
+// needs more temporaries per pair and runs faster with 4 (no spills).
+template <bool kSign>
+constexpr int bwd_nv() { return kSign ? 1 : 2; }
 constexpr int64_t kKC = 256;  // K block of the forward (panel in L1/L2)
 
 template <typename T>
 constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
-template <typename T>
-constexpr int bwd_nr() { return kBwdNV * Vec<T>::width; }
+template <typename T, bool kSign>
+constexpr int bwd_nr() { return bwd_nv<kSign>() * Vec<T>::width; }
 
 // out[i][j] (-)= sum_k |w[i][k] - panel[k][j]| for i < rows, j < cols.
-// w rows are ldw apart; rows beyond `rows` are never read.
+// w rows are ldw apart; rows beyond `rows` are never read. The direct form:
+// subtract, clear the sign bit, add (3 vector ops a MAC).
 template <typename T, int MR>
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
                                const T* panel, T* out, int64_t ldo, int rows,
@@ -82,16 +98,61 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
   }
 }
 
+// The min form: |x - w| = x + w - 2 min(x, w), so
+//   -sum_k |w - x| = sum_k 2 min(w, x) - sum_k x - sum_k w,
+// and the tile only accumulates 2 min(w, x): one min and one FMA a MAC,
+// which run on different pipes (x86 cores have min on the FP add ports
+// and FMA on the multiply ports), against three ops for the direct form.
+// out[i][j] (+)= sum_k 2 min(w[i][k], panel[k][j]); the caller subtracts
+// the sums. Only for finite values (inf - inf would give NaN).
+template <typename T, int MR>
+ADDER_INLINE void forward_tile_min(int64_t kc, const T* w, int64_t ldw,
+                                   const T* panel, T* out, int64_t ldo,
+                                   int rows, int cols, bool first) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, NR = kFwdNV * W;
+  V acc[MR][kFwdNV] = {};
+  const T* wr[MR];
+  for (int i = 0; i < MR; ++i) wr[i] = w + std::min(i, rows - 1) * ldw;
+  const V two = vsplat<T>(2);
+  for (int64_t k = 0; k < kc; ++k) {
+    V x[kFwdNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(panel + k * NR + v * W);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V wi = vsplat(wr[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kFwdNV; ++v)
+        acc[i][v] += (wi < x[v] ? wi : x[v]) * two;
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+    T tmp[NR];
+    std::memcpy(tmp, acc[i], sizeof(tmp));
+    T* o = out + i * ldo;
+    if (first)
+      for (int j = 0; j < cols; ++j) o[j] = tmp[j];
+    else
+      for (int j = 0; j < cols; ++j) o[j] += tmp[j];
+  }
+}
+
 // One forward task: sample n, group g, output positions [l0, l0 + lc).
+// w: filters minus shift; wsum: their sums per filter; shift: per patch row
+// of each group (both null when a filter is not finite: the direct form
+// runs, unshifted). panels: K x LC scratch plus LC column sums.
 template <typename T>
-inline void forward_chunk_impl(const T* x, const T* w, T* y,
+inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
+                                     const T* shift, T* y,
                                      const Adder2dShape& s, int64_t n,
                                      int64_t g, int64_t l0, int64_t lc,
                                      T* panels) {
   constexpr int NR = fwd_nr<T>();
   const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g();
   const int64_t npanels = (lc + NR - 1) / NR;
-  // Pack the patches: panels[p][k][j] = X_col(k, l0 + p * NR + j), 0 past lc.
+  // Pack the patches: panels[p][k][j] = X_col(k, l0 + p * NR + j) - shift_k
+  // (padding taps: 0 - shift_k), 0 past lc.
   // Walk output rows so the valid input columns of a row are one strided run.
   const T* xg = x + (n * s.c + g * s.cin_g()) * s.h * s.w;
   const int64_t oh0 = l0 / s.wout, ow0 = l0 % s.wout;
@@ -103,6 +164,7 @@ inline void forward_chunk_impl(const T* x, const T* w, T* y,
     const int64_t ow_lo = std::min(s.wout, dj >= 0 ? 0 : (-dj + s.sw - 1) / s.sw);
     const int64_t ow_hi = std::max(ow_lo, std::min(s.wout, s.w - dj > 0 ? (s.w - dj - 1) / s.sw + 1 : 0));
     const T* plane = xg + c * s.h * s.w;
+    const T ck = shift ? shift[g * K + k] : T(0);
     T* dst = panels + k * NR;
     auto put = [&](int64_t q, T v) { dst[(q / NR) * K * NR + q % NR] = v; };
     int64_t q = 0;
@@ -111,75 +173,99 @@ inline void forward_chunk_impl(const T* x, const T* w, T* y,
       const int64_t last = std::min(s.wout, first + (lc - q));  // exclusive
       const int64_t hi = oh * s.sh + di;
       if (hi < 0 || hi >= s.h) {
-        for (int64_t ow = first; ow < last; ++ow) put(q++, T(0));
+        for (int64_t ow = first; ow < last; ++ow) put(q++, -ck);
         continue;
       }
       const T* row = plane + hi * s.w + dj;
       const int64_t a = std::max(first, ow_lo), b = std::max(a, std::min(last, ow_hi));
-      for (int64_t ow = first; ow < a; ++ow) put(q++, T(0));
-      for (int64_t ow = a; ow < b; ++ow) put(q++, row[ow * s.sw]);
-      for (int64_t ow = b; ow < last; ++ow) put(q++, T(0));
+      for (int64_t ow = first; ow < a; ++ow) put(q++, -ck);
+      for (int64_t ow = a; ow < b; ++ow) put(q++, row[ow * s.sw] - ck);
+      for (int64_t ow = b; ow < last; ++ow) put(q++, -ck);
     }
-    for (; q < npanels * NR; ++q) put(q, T(0));
+    for (; q < npanels * NR; ++q) put(q, T(0));  // past lc: never stored
+  }
+  // Column sums of the panels (in double), and whether all are finite.
+  T* xsum = panels + npanels * K * NR;
+  bool use_min = wsum != nullptr;
+  for (int64_t p = 0; use_min && p < npanels; ++p) {
+    double acc[NR] = {};
+    const T* panel = panels + p * K * NR;
+    for (int64_t k = 0; k < K; ++k)
+      for (int j = 0; j < NR; ++j) acc[j] += panel[k * NR + j];
+    for (int j = 0; j < NR; ++j) {
+      xsum[p * NR + j] = (T)acc[j];
+      use_min = use_min && std::isfinite(acc[j]);  // inf/NaN: direct form
+    }
   }
   const T* wg = w + g * cout_g * K;
   T* yg = y + (n * s.cout + g * cout_g) * L + l0;
+  const auto tile_mr = use_min ? &forward_tile_min<T, kFwdMR>
+                               : &forward_tile<T, kFwdMR>;
+  const auto tile_1 = use_min ? &forward_tile_min<T, 1> : &forward_tile<T, 1>;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     int64_t t = 0;
     for (; t + kFwdMR <= cout_g; t += kFwdMR)
       for (int64_t p = 0; p < npanels; ++p)
-        forward_tile<T, kFwdMR>(kc, wg + t * K + k0, K,
-                                panels + p * K * NR + k0 * NR,
-                                yg + t * L + p * NR, L, kFwdMR,
-                                (int)std::min<int64_t>(NR, lc - p * NR),
-                                k0 == 0);
+        tile_mr(kc, wg + t * K + k0, K, panels + p * K * NR + k0 * NR,
+                yg + t * L + p * NR, L, kFwdMR,
+                (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
     for (; t < cout_g; ++t)
       for (int64_t p = 0; p < npanels; ++p)
-        forward_tile<T, 1>(kc, wg + t * K + k0, K,
-                           panels + p * K * NR + k0 * NR, yg + t * L + p * NR,
-                           L, 1, (int)std::min<int64_t>(NR, lc - p * NR),
-                           k0 == 0);
+        tile_1(kc, wg + t * K + k0, K, panels + p * K * NR + k0 * NR,
+               yg + t * L + p * NR, L, 1,
+               (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
+  }
+  if (use_min) {
+    const T* ws = wsum + g * cout_g;
+    for (int64_t t = 0; t < cout_g; ++t) {
+      T* o = yg + t * L;
+      for (int64_t j = 0; j < lc; ++j) o[j] -= xsum[j] + ws[t];
+    }
   }
 }
 
 // acc[i][j] = sum_t g[t][j] * G(wt[k + i][t] - x[i][j]) for one MR x NR tile
 // of patch rows k.. and positions (wt: filters transposed to [K][cout_g], so
 // each row streams contiguously); rows beyond `rows` repeat the last row and
-// are dropped.
+// are dropped. Sign rule: g, -g or 0 picked by two compares (exact, ties give
+// 0) and accumulated by FMA; hardtanh rule: g * clamp(w - x, -1, 1).
 template <typename T, int MR, bool kSign>
 ADDER_INLINE void backward_input_tile(int64_t cout_g, const T* wt,
                                       const T* gpanel, int64_t ldg,
-                                      const T (*xt)[bwd_nr<T>()],
-                                      T (*dcol)[bwd_nr<T>()], int rows) {
+                                      const T (*xt)[bwd_nr<T, kSign>()],
+                                      T (*dcol)[bwd_nr<T, kSign>()], int rows) {
   using V = typename Vec<T>::type;
-  using M = typename Vec<T>::mask;
-  constexpr int W = Vec<T>::width;
-  V acc[MR][kBwdNV] = {}, xv[MR][kBwdNV];
+  constexpr int W = Vec<T>::width, NV = bwd_nv<kSign>();
+  V acc[MR][NV] = {}, xv[MR][NV];
   const T* wr[MR];
   for (int i = 0; i < MR; ++i) {
     const int row = std::min(i, rows - 1);
     wr[i] = wt + row * cout_g;
-    for (int v = 0; v < kBwdNV; ++v) xv[i][v] = vload(xt[row] + v * W);
+    for (int v = 0; v < NV; ++v) xv[i][v] = vload(xt[row] + v * W);
   }
-  const V one = vsplat<T>(1), mone = vsplat<T>(-1), zero = {};
+  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1), zero = {};
   for (int64_t t = 0; t < cout_g; ++t) {
-    V gv[kBwdNV];
+    V gv[NV], ngv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < kBwdNV; ++v) gv[v] = vload(gpanel + t * ldg + v * W);
+    for (int v = 0; v < NV; ++v) {
+      gv[v] = vload(gpanel + t * ldg + v * W);
+      ngv[v] = -gv[v];
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
-      for (int v = 0; v < kBwdNV; ++v) {
-        V d = wi - xv[i][v];
+      for (int v = 0; v < NV; ++v) {
         if (kSign) {
-          d = (V)(((M)(d > zero) & (M)one) | ((M)(d < zero) & (M)mone));
+          const V up = wi > xv[i][v] ? gv[v] : zero;
+          acc[i][v] += (wi < xv[i][v] ? ngv[v] : up) * one;
         } else {
+          V d = wi - xv[i][v];
           d = d > one ? one : d;
           d = d < mone ? mone : d;
+          acc[i][v] += gv[v] * d;
         }
-        acc[i][v] += gv[v] * d;
       }
     }
   }
@@ -195,7 +281,7 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
                                             const Adder2dShape& s, int64_t n,
                                             int64_t g, int64_t c0, int64_t c1,
                                             T* gbuf) {
-  constexpr int NR = bwd_nr<T>();
+  constexpr int NR = bwd_nr<T, kSign>();
   const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), T_ = s.taps();
   const int64_t HW = s.h * s.w;
   const T* xg = x + (n * s.c + g * s.cin_g()) * HW;

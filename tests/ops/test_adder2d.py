@@ -333,7 +333,7 @@ def test_empty_batch_returns_empty_result():
                                            [1, 1], [1, 1], 1).shape == y.shape
 
 
-@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), float('-inf')])
 def test_non_finite_input_propagates(bad):
     x = torch.randn(1, 2, 5, 5)
     x[0, 1, 2, 3] = bad
@@ -346,6 +346,32 @@ def test_non_finite_input_propagates(bad):
     assert torch.equal(hit, expect)
     if bad != bad:
         assert torch.isnan(y[hit]).all()
+    else:  # -|w - (+-inf)| = -inf, not NaN (the CPU min form must not run)
+        assert (y[hit] == float('-inf')).all()
+
+
+@pytest.mark.parametrize('offset', [0., 10., 1000.])
+def test_float32_accuracy_with_a_shared_offset(offset):
+    """Inputs and filters around the same large value: each output must
+    stay accurate elementwise (a kernel computing -sum|x - w| through sums
+    of x and w would cancel catastrophically here)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 6, 6, generator=g) + offset
+    w = torch.randn(16, 64, 3, 3, generator=g) + offset
+    for pad in (0, 1):
+        y = adder2d(x, w, padding=pad).double()
+        r = ref.adder2d_forward(x.double(), w.double(), (1, 1), (pad, pad),
+                                (1, 1), 1)
+        assert ((y - r).abs() / r.abs()).max() < 1e-5
+
+
+def test_non_finite_filter_propagates():
+    x = torch.randn(1, 2, 5, 5)
+    w = torch.randn(3, 2, 3, 3)
+    w[1, 0, 1, 1] = float('-inf')
+    y = adder2d(x, w, padding=1)
+    assert (y[:, 1] == float('-inf')).all()
+    assert torch.isfinite(y[:, [0, 2]]).all()
 
 
 def test_non_contiguous_inputs():
