@@ -1,14 +1,19 @@
 #!/usr/bin/env python
 """Benchmark adder2d against F.conv2d and the official-style unfold code.
 
-For the 3x3 and 1x1 convolution shapes of a ResNet-50 (batch 2, 224x224 by
-default), prints the time of adder2d forward and forward+backward, of
-F.conv2d on the same shape, device and threads, and of the official
-AdderNet-style unfold implementation (which materializes a
-Cout x K x N*L tensor; skipped where that exceeds --unfold-limit-gb), as
-ratios, plus peak extra memory of each forward+backward.
+For the 3x3 and 1x1 convolution shapes of a ResNet-50 and of the FCOS neck
+and head (batch 2, 224x224 by default; --set picks), prints the time of
+adder2d forward and forward+backward, of F.conv2d on the same shape, device
+and threads, and of the official AdderNet-style unfold implementation
+(which materializes a Cout x K x N*L tensor; skipped where that exceeds
+--unfold-limit-gb), as ratios, the adder forward's MAC rate against the
+device's measured ceiling (the MAC rate of a large float32 matrix product
+in the same run, TF32 off: a conv MAC is one FMA, an adder MAC needs two
+add-class instructions), plus peak extra memory of each forward+backward.
+--network adds a whole AdderResNet-50 forward+backward against mmdet's conv
+ResNet-50 (needs mmdet; the layer benchmark needs torch only).
 
-    python tools/benchmark_op.py --device cpu
+    python tools/benchmark_op.py --device cpu [--set all] [--network]
     python tools/benchmark_op.py --device cuda --json > bench.json
 
 Memory: on CUDA the peak of torch.cuda.max_memory_allocated above the
@@ -50,6 +55,66 @@ RESNET50_LAYERS = [
     ('s4.conv3 1x1', 512, 2048, 1, 1, 7),
     ('s4.in 1x1', 2048, 512, 1, 1, 7),
 ]
+
+
+# FCOS R-50 neck (256 channels, levels at strides 8..128) and head convs;
+# sizes at a 224 input like the list above (ceil at the small levels).
+FCOS_LAYERS = [
+    ('neck.lat3 1x1', 512, 256, 1, 1, 28),
+    ('neck.lat4 1x1', 1024, 256, 1, 1, 14),
+    ('neck.lat5 1x1', 2048, 256, 1, 1, 7),
+    ('neck.fpn3 3x3', 256, 256, 3, 1, 28),
+    ('neck.fpn4 3x3', 256, 256, 3, 1, 14),
+    ('neck.fpn5 3x3', 256, 256, 3, 1, 7),
+    ('neck.down3 3x3/2', 256, 256, 3, 2, 28),
+    ('neck.extra6 3x3/2', 256, 256, 3, 2, 7),
+    ('head P3 3x3', 256, 256, 3, 1, 28),
+    ('head P4 3x3', 256, 256, 3, 1, 14),
+    ('head P5 3x3', 256, 256, 3, 1, 7),
+    ('head P6 3x3', 256, 256, 3, 1, 4),
+]
+LAYER_SETS = dict(resnet50=RESNET50_LAYERS, fcos=FCOS_LAYERS,
+                  all=RESNET50_LAYERS + FCOS_LAYERS)
+
+
+def mac_ceiling(device, repeat=3):
+    """MAC/s of a large float32 matrix product (BLAS / cuBLAS, TF32 off)."""
+    n = 2048 if device.type == 'cuda' else 1024
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    t = timeit(lambda: torch.mm(a, b), device, repeat)
+    return n ** 3 / t
+
+
+def bench_network(args, device):
+    """Whole AdderResNet-50 vs mmdet's ResNet-50: forward+backward time."""
+    try:
+        import adder_det.models  # noqa: F401
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+    except ImportError as e:
+        return dict(skipped=f'needs mmdet ({e})')
+    register_all_modules()
+    size = args.size
+    x = torch.randn(args.batch, 3, size, size, device=device)
+    out = {}
+    for name, cfg in (('conv', dict(type='ResNet', depth=50)),
+                      ('adder', dict(type='AdderResNet', depth=50,
+                                     conv_cfg=dict(type='Adder',
+                                                   input_grad='sign')))):
+        torch.manual_seed(0)
+        net = MODELS.build(dict(cfg, norm_eval=False, frozen_stages=-1,
+                                out_indices=(0, 1, 2, 3))).to(device)
+        net.train()
+
+        def fwdbwd():
+            sum(f.mean() for f in net(x)).backward()
+        out[f'{name}_fwdbwd_ms'] = timeit(fwdbwd, device, args.repeat) * 1e3
+        with PeakMemory(device) as mem:
+            fwdbwd()
+        out[f'{name}_fwdbwd_peak_mb'] = mem.bytes / 2**20
+    out['fwdbwd_vs_conv'] = out['adder_fwdbwd_ms'] / out['conv_fwdbwd_ms']
+    return out
 
 
 def official_unfold_adder(x, w, stride, padding):
@@ -187,8 +252,13 @@ def main():
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--unfold-limit-gb', type=float, default=4.0)
+    p.add_argument('--set', choices=sorted(LAYER_SETS), default='resnet50',
+                   help='layer shapes: ResNet-50, FCOS neck/head, or both')
     p.add_argument('--layers', default='',
                    help='comma-separated substrings of layer names to run')
+    p.add_argument('--network', action='store_true',
+                   help='also time a whole AdderResNet-50 fwd+bwd vs the '
+                   'conv ResNet-50 (needs mmdet)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -197,8 +267,8 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    layers = [(n, ci, co, k, s, sz * args.size // 224)
-              for n, ci, co, k, s, sz in RESNET50_LAYERS]
+    layers = [(n, ci, co, k, s, max(1, -(-sz * args.size // 224)))
+              for n, ci, co, k, s, sz in LAYER_SETS[args.set]]
     if args.layers:
         keys = args.layers.split(',')
         layers = [lay for lay in layers if any(kk in lay[0] for kk in keys)]
@@ -222,22 +292,27 @@ def main():
                              check=True)
         cpu_memory = {r['layer']: r for r in json.loads(out.stdout)}
     rows = []
+    info['ceiling_gmac_per_s'] = mac_ceiling(device) / 1e9
     if not args.json:
-        print(' '.join(f'{k}={v}' for k, v in info.items()))
-        print(f"{'layer':16s} {'GMAC':>6s} {'conv ms':>8s} {'fwd/conv':>8s} "
+        print(' '.join(f'{k}={v:.1f}' if isinstance(v, float) else f'{k}={v}'
+                       for k, v in info.items()))
+        print(f"{'layer':18s} {'GMAC':>6s} {'conv ms':>8s} {'fwd/conv':>8s} "
               f"{'f+b/conv':>8s} {'unfold/adder':>12s} {'adder GMAC/s':>12s} "
-              f"{'peak MB adder/conv':>18s}")
+              f"{'%ceil':>5s} {'peak MB adder/conv':>18s}")
     for spec in layers:
         r = bench_layer(spec, args, device)
         for key in ('conv_fwdbwd_peak_mb', 'adder_fwdbwd_peak_mb'):
             r.setdefault(key, cpu_memory.get(r['layer'], {}).get(key))
+        r['adder_fraction_of_ceiling'] = (r['adder_gmac_per_s'] /
+                                          info['ceiling_gmac_per_s'])
         rows.append(r)
         if not args.json:
             uf = (f"{r['unfold_vs_adder_fwd']:12.1f}"
                   if r['unfold_vs_adder_fwd'] else f"{'(too big)':>12s}")
-            print(f"{r['layer']:16s} {r['gmac']:6.3f} {r['conv_fwd_ms']:8.2f} "
+            print(f"{r['layer']:18s} {r['gmac']:6.3f} {r['conv_fwd_ms']:8.2f} "
                   f"{r['fwd_vs_conv']:8.2f} {r['fwdbwd_vs_conv']:8.2f} {uf} "
                   f"{r['adder_gmac_per_s']:12.1f} "
+                  f"{100 * r['adder_fraction_of_ceiling']:5.0f} "
                   f"{r['adder_fwdbwd_peak_mb']:8.1f}/"
                   f"{r['conv_fwdbwd_peak_mb']:.1f}", flush=True)
     total = {k: sum(r[k] for r in rows) for k in
@@ -250,12 +325,17 @@ def main():
     uf = [r['unfold_vs_adder_fwd'] for r in rows if r['unfold_vs_adder_fwd']]
     if uf:
         summary['unfold_vs_adder_fwd_min'] = min(uf)
+    network = bench_network(args, device) if args.network else None
     if args.json:
-        print(json.dumps(dict(info=info, layers=rows, summary=summary),
-                         indent=1))
+        print(json.dumps(dict(info=info, layers=rows, summary=summary,
+                              network=network), indent=1))
     else:
         print('summed over layers: ' + ', '.join(
             f'{k}={v:.2f}' for k, v in summary.items()))
+        if network:
+            print('whole ResNet-50 forward+backward: ' + ', '.join(
+                f'{k}={v:.2f}' if isinstance(v, float) else f'{k}={v}'
+                for k, v in network.items()))
 
 
 if __name__ == '__main__':
