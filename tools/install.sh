@@ -5,6 +5,7 @@
 # there, so a second run finishes in seconds and rebuilds nothing.
 # Stack: torch 2.13.0 (unless a torch is present), mmengine 0.10.7,
 # mmcv 2.1.0 built from source with ops, mmdet 3.3.0, pycocotools, numpy,
+# scikit-learn (tools/awn_robustness.py),
 # then adder_det itself (editable, with its compiled extension).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,11 @@ if ! has <<<'
 import importlib.metadata as m
 assert m.version("mmdet") == "3.3.0"'; then
   say "installing mmdet 3.3.0"; pipi mmdet==3.3.0
+fi
+
+# scikit-learn: its bundled digits set drives tools/awn_robustness.py.
+if ! has <<<'import sklearn.datasets'; then
+  say "installing scikit-learn"; pipi scikit-learn
 fi
 
 # adder_det: rebuild only when a source of the extension is newer than it.
