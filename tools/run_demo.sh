@@ -16,9 +16,7 @@ DATA=${DEMO_DATA:-data/synthetic}
 t0=$(date +%s)
 
 PYTHON=$PY bash tools/install.sh
-if [ ! -f "$DATA/annotations/instances_val.json" ]; then
-  $PY tools/make_dataset.py --out "$DATA"
-fi
+$PY tools/make_dataset.py --out "$DATA" --if-stale
 
 opts=(train_dataloader.dataset.data_root="$DATA/" val_dataloader.dataset.data_root="$DATA/"
       test_dataloader.dataset.data_root="$DATA/"

@@ -150,9 +150,31 @@ def _voc_xml(filename, size, objects) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
+#: Bumped whenever the drawing changes, so stale copies are rewritten.
+GENERATOR_VERSION = 2
+
+
+def version_tag(num_train: int, num_val: int, size: int, seed: int) -> str:
+    """What ``ROOT/VERSION`` holds for a set written with these arguments."""
+    return (f'synthetic-shapes v{GENERATOR_VERSION} train={num_train} '
+            f'val={num_val} size={size} seed={seed}\n')
+
+
+def is_current(root: str, num_train: int = 800, num_val: int = 200,
+               size: int = 256, seed: int = 0) -> bool:
+    """Whether ``root`` holds this generator's set for these arguments."""
+    try:
+        with open(os.path.join(root, 'VERSION')) as f:
+            return f.read() == version_tag(num_train, num_val, size, seed)
+    except OSError:
+        return False
+
+
 def write_dataset(root: str, num_train: int = 800, num_val: int = 200,
                   size: int = 256, seed: int = 0) -> Dict[str, int]:
-    """Write both layouts under ``root``; returns object counts per split."""
+    """Write both layouts under ``root`` (and ``ROOT/VERSION`` last, so an
+    interrupted write is not taken as current); returns object counts per
+    split."""
     for sub in ('JPEGImages', 'Annotations', 'ImageSets/Main',
                 'annotations'):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -187,4 +209,6 @@ def write_dataset(root: str, num_train: int = 800, num_val: int = 200,
             json.dump(dict(images=images, annotations=annotations,
                            categories=categories), f)
         counts[split] = len(annotations)
+    with open(os.path.join(root, 'VERSION'), 'w') as f:
+        f.write(version_tag(num_train, num_val, size, seed))
     return counts

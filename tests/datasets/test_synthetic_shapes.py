@@ -55,3 +55,13 @@ def test_shapes_are_visible_and_stand_out():
             assert o['bbox'] == [xs.min(), ys.min(), xs.max() + 1,
                                  ys.max() + 1]
             assert o['label'] == sh['label']
+
+
+def test_version_stamp_marks_a_current_set(tmp_path):
+    assert not S.is_current(str(tmp_path), 2, 1, 64, 0)
+    S.write_dataset(str(tmp_path), num_train=2, num_val=1, size=64, seed=0)
+    assert S.is_current(str(tmp_path), 2, 1, 64, 0)
+    assert not S.is_current(str(tmp_path), 2, 1, 64, 1)  # other arguments
+    (tmp_path / 'VERSION').write_text('synthetic-shapes v1 train=2 val=1 '
+                                      'size=64 seed=0\n')
+    assert not S.is_current(str(tmp_path), 2, 1, 64, 0)  # older generator
