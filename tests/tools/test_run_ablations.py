@@ -1,0 +1,51 @@
+"""tools/run_ablations.py: every row's config builds and has its change."""
+import pytest
+import torch
+
+from . import load_tool
+
+
+@pytest.mark.parametrize('data', ['synthetic', 'raccoon'])
+def test_rows_build_with_their_change(tmp_path, data):
+    tool = load_tool('run_ablations')
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    from adder_det.ops import Adder2d
+    models = {}
+    for name in tool.ROWS:
+        path = tool.write_config(data, name, 3, str(tmp_path / tool.slug(name)))
+        cfg = Config.fromfile(path)
+        assert cfg.train_cfg.max_epochs == 3
+        models[name] = MODELS.build(cfg.model)
+
+    def adders(module):
+        return [m for m in module.modules() if isinstance(m, Adder2d)]
+
+    m = models
+    assert not adders(m['conv FCOS (conv twin)'])
+    b = m['Adder FCOS B (adder backbone, conv R-PAFPN)']
+    assert adders(b.backbone) and not adders(b.neck)
+    bn = m['Adder FCOS B+N (adder R-PAFPN; the default)']
+    assert adders(bn.neck) and not adders(bn.bbox_head)
+    assert bn.neck.fusion == 'rpafpn' and bn.neck.shortcut
+    bnh = m['Adder FCOS B+N+H (adder head towers)']
+    assert adders(bnh.bbox_head)
+    assert not any(isinstance(x, torch.nn.GroupNorm)
+                   for x in bnh.bbox_head.modules())
+    assert m['frozen backbone BN (norm_eval=True)'].backbone.norm_eval
+    assert not bn.backbone.norm_eval
+    assert all(a.input_grad == 'hardtanh'
+               for a in adders(m['hardtanh input gradient']))
+    assert all(a.input_grad == 'sign' for a in adders(bn))
+    assert all(a.eta is None for a in adders(m['eta off']))
+    assert all(a.awn_gain is not None for a in adders(m['AWN (per filter)']))
+    for name, fusion, shortcut in (('neck FPN', 'fpn', False),
+                                   ('neck PAFPN', 'pafpn', False),
+                                   ('neck PAFPN + shortcuts', 'pafpn', True)):
+        assert (m[name].neck.fusion, m[name].neck.shortcut) == (fusion,
+                                                                shortcut)
+    classes = 1 if data == 'raccoon' else 3
+    assert all(x.bbox_head.num_classes == classes for x in m.values())
