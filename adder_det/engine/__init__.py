@@ -1,4 +1,5 @@
 """Glue between adder_det and mmengine/mmdet's running machinery."""
+from .adder_optim_constructor import AdderOptimWrapperConstructor
 from .checkpoint import allow_mmengine_checkpoints
 from .config import load_config
 from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
@@ -15,6 +16,6 @@ def setup_mmdet():
     allow_mmengine_checkpoints()
 
 
-__all__ = ['allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
+__all__ = ['AdderOptimWrapperConstructor', 'allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
            'DeferredEtaHook',
            'CPUDistributedDataParallel', 'configure_launcher', 'load_config']
