@@ -1,7 +1,7 @@
 # The main job's model: a small Adder FCOS (adder ResNet-18 at a quarter of
 # the width, adder R-PAFPN with shortcuts, 64-channel conv FCOS head) trained
 # from scratch on the built-in synthetic shapes (tools/make_dataset.py), 256x256,
-# COCO layout and CocoMetric. CPU-sized: batch 8, 12 epochs.
+# COCO layout and CocoMetric. CPU-sized: batch 8, 12 epochs, AdamW.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 custom_imports = dict(
@@ -119,10 +119,20 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
+# The CPU recipe (docs/models.md, "Small models on CPU"): AdamW, which
+# trains these small from-scratch detectors much faster than the papers' SGD
+# in 12 short epochs, with adder filters at 10x the learning rate (Adam
+# steps every element by about lr; adder filters live at unit scale, conv
+# filters at Kaiming scale) and without weight decay (AdamW's decay pulls
+# by lr * decay, 10x stronger at 10x lr, towards 0, which is no neutral
+# point for an L1 template). The conv twin inherits exactly this.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
-    paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.),
+    constructor='AdderOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
+    paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.,
+                       norm_decay_mult=0., adder_lr_mult=10.,
+                       adder_decay_mult=0.),
     clip_grad=None)  # see docs/models.md: the adaptive eta scaling
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,

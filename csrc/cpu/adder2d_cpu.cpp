@@ -123,19 +123,20 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // |(x - c_k) - (w - c_k)|. Then the shifted filters' sums. With any
     // inf/NaN filter value none of this: the direct form runs everywhere.
     const int64_t cout_g = s.cout_g();
+    std::vector<double> csum(s.groups * K, 0.);
     std::vector<scalar_t> shift(s.groups * K), wshift(s.cout * K),
         wsum(s.cout);
-    bool finite = true;
-    for (int64_t i = 0; i < s.cout * K && finite; ++i)
-      finite = std::isfinite(w[i]);
-    if (finite) {
-      for (int64_t g = 0; g < s.groups; ++g)
-        for (int64_t k = 0; k < K; ++k) {
-          double c = 0;
-          for (int64_t t = 0; t < cout_g; ++t) c += w[(g * cout_g + t) * K + k];
-          shift[g * K + k] = (scalar_t)(c / cout_g);
-        }
-      for (int64_t t = 0; t < s.cout; ++t) {
+    at::parallel_for(0, K, 256, [&](int64_t k0, int64_t k1) {
+      for (int64_t g = 0; g < s.groups; ++g) {
+        double* c = csum.data() + g * K;
+        for (int64_t t = g * cout_g; t < (g + 1) * cout_g; ++t)
+          for (int64_t k = k0; k < k1; ++k) c[k] += w[t * K + k];
+        for (int64_t k = k0; k < k1; ++k)
+          shift[g * K + k] = (scalar_t)(c[k] / cout_g);
+      }
+    });
+    at::parallel_for(0, s.cout, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
         double acc = 0;
         const scalar_t* c = shift.data() + (t / cout_g) * K;
         for (int64_t k = 0; k < K; ++k) {
@@ -144,8 +145,13 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
         }
         wsum[t] = (scalar_t)acc;
       }
-      w = wshift.data();
-    }
+    });
+    // An inf/NaN filter value makes its row's shift and so every sum of its
+    // group non-finite; finite filters give finite double sums.
+    bool finite = true;
+    for (int64_t t = 0; t < s.cout && finite; ++t)
+      finite = std::isfinite(wsum[t]);
+    if (finite) w = wshift.data();
     const scalar_t* ws = finite ? wsum.data() : nullptr;
     const scalar_t* sh = finite ? shift.data() : nullptr;
     at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {

@@ -155,6 +155,9 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     The updates agree up to the per-process BN statistics (batches of 4 vs
     8), for the adder model too: its config's DeferredEtaHook rescales the
     filter gradients after DDP has averaged them, as one process would.
+    Both runs use SGD (the papers' optimizer, where the eta scaling acts;
+    Adam's per-element normalization would turn tiny BN-statistics
+    differences into sign flips of near-zero gradients).
     """
     from adder_det.engine import allow_mmengine_checkpoints, setup_mmdet
     setup_mmdet()
@@ -167,7 +170,11 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     init = tmp_path / 'init.pth'
     torch.save({'state_dict': model.state_dict()}, init)
     extra = coco_ann(data_root) + ['train_dataloader.dataset.pipeline.3.prob=0.0',
-                                   f'load_from={init}']
+                                   f'load_from={init}',
+                                   'optim_wrapper.optimizer.type=SGD',
+                                   'optim_wrapper.optimizer.lr=0.01',
+                                   'optim_wrapper.optimizer.momentum=0.9',
+                                   'optim_wrapper.optimizer.weight_decay=0.0001']
     run('tools/train.py', config, '--work-dir', tmp_path / 's',
         '--cfg-options', *overrides(data_root, 1, extra))
     env = dict(os.environ, PORT='29517', PYTHON=sys.executable)
