@@ -73,8 +73,26 @@ FCOS_LAYERS = [
     ('head P5 3x3', 256, 256, 3, 1, 7),
     ('head P6 3x3', 256, 256, 3, 1, 4),
 ]
-LAYER_SETS = dict(resnet50=RESNET50_LAYERS, fcos=FCOS_LAYERS,
-                  all=RESNET50_LAYERS + FCOS_LAYERS)
+# The main job's small Adder FCOS (quarter-width ResNet-18, 64-channel
+# R-PAFPN), sizes at its 256 input (run with --size 256 --batch 8).
+SMALL_LAYERS = [
+    ('r18q.s1 3x3', 16, 16, 3, 1, 64),
+    ('r18q.s2 3x3/2', 16, 32, 3, 2, 64),
+    ('r18q.s2 3x3', 32, 32, 3, 1, 32),
+    ('r18q.s3 3x3/2', 32, 64, 3, 2, 32),
+    ('r18q.s3 3x3', 64, 64, 3, 1, 16),
+    ('r18q.s4 3x3/2', 64, 128, 3, 2, 16),
+    ('r18q.s4 3x3', 128, 128, 3, 1, 8),
+    ('r18q.down4 1x1/2', 64, 128, 1, 2, 16),
+    ('neck64.lat3 1x1', 32, 64, 1, 1, 32),
+    ('neck64.fpn3 3x3', 64, 64, 3, 1, 32),
+    ('neck64.down3 3x3/2', 64, 64, 3, 2, 32),
+    ('neck64.fpn4 3x3', 64, 64, 3, 1, 16),
+]
+# name -> (input size the layer sizes are given at, layers)
+LAYER_SETS = dict(resnet50=(224, RESNET50_LAYERS), fcos=(224, FCOS_LAYERS),
+                  all=(224, RESNET50_LAYERS + FCOS_LAYERS),
+                  small=(256, SMALL_LAYERS))
 
 
 def mac_ceiling(device, repeat=3):
@@ -253,7 +271,8 @@ def main():
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--unfold-limit-gb', type=float, default=4.0)
     p.add_argument('--set', choices=sorted(LAYER_SETS), default='resnet50',
-                   help='layer shapes: ResNet-50, FCOS neck/head, or both')
+                   help='layer shapes: ResNet-50, FCOS neck/head, both, or '
+                   "the main job's small model (at --size 256 --batch 8)")
     p.add_argument('--layers', default='',
                    help='comma-separated substrings of layer names to run')
     p.add_argument('--network', action='store_true',
@@ -267,8 +286,9 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    layers = [(n, ci, co, k, s, max(1, -(-sz * args.size // 224)))
-              for n, ci, co, k, s, sz in LAYER_SETS[args.set]]
+    base, specs = LAYER_SETS[args.set]
+    layers = [(n, ci, co, k, s, max(1, -(-sz * args.size // base)))
+              for n, ci, co, k, s, sz in specs]
     if args.layers:
         keys = args.layers.split(',')
         layers = [lay for lay in layers if any(kk in lay[0] for kk in keys)]

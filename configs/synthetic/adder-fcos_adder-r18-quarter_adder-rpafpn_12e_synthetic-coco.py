@@ -123,16 +123,13 @@ test_cfg = dict(type='TestLoop')
 # trains these small from-scratch detectors much faster than the papers' SGD
 # in 12 short epochs, with adder filters at 10x the learning rate (Adam
 # steps every element by about lr; adder filters live at unit scale, conv
-# filters at Kaiming scale) and without weight decay (AdamW's decay pulls
-# by lr * decay, 10x stronger at 10x lr, towards 0, which is no neutral
-# point for an L1 template). The conv twin inherits exactly this.
+# filters at Kaiming scale). The conv twin inherits exactly this.
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='AdderOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
     paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.,
-                       norm_decay_mult=0., adder_lr_mult=10.,
-                       adder_decay_mult=0.),
+                       norm_decay_mult=0., adder_lr_mult=10.),
     clip_grad=None)  # see docs/models.md: the adaptive eta scaling
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
