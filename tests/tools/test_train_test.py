@@ -150,22 +150,32 @@ def test_export_is_slim_and_predicts_the_same(tmp_path, data_root):
 @pytest.mark.parametrize('config', [CONV_COCO, ADDER_COCO])
 def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     """torchrun, 2 gloo processes x 4 images vs 1 process x 8 images: the
-    same images per step from the same initial weights.
+    same images per step from the same initial weights give the same
+    weights after two SGD steps (SGD: the papers' optimizer, where the eta
+    scaling acts).
 
-    The updates agree up to the per-process BN statistics (batches of 4 vs
-    8), for the adder model too: its config's DeferredEtaHook rescales the
-    filter gradients after DDP has averaged them, as one process would.
-    Both runs use SGD (the papers' optimizer, where the eta scaling acts;
-    Adam's per-element normalization would turn tiny BN-statistics
-    differences into sign flips of near-zero gradients).
+    Group norm replaces batch norm here, so that nothing depends on how the
+    batch is split and what is left to compare is the data-parallel
+    machinery. For the adder model that includes the eta scaling: its
+    config's DeferredEtaHook rescales the filter gradients after DDP has
+    averaged them; scaling on each process before the average instead gave
+    a relative difference of 0.17 (measured; 1e-4 with the hook). With
+    batch norm the per-process statistics (4 vs 8 images) alone make the
+    adder filters' updates differ much more than the conv ones (cosine 0.54
+    vs 0.91, measured): use SyncBN for adder models on GPUs.
     """
     from adder_det.engine import allow_mmengine_checkpoints, setup_mmdet
     setup_mmdet()
     allow_mmengine_checkpoints()
     from mmdet.registry import MODELS
     from mmengine.config import Config
+    gn = {f'model.{part}.norm_cfg': dict(type='GN', num_groups=8,
+                                         requires_grad=True)
+          for part in ('backbone', 'neck')}
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict(gn)
     torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(str(config)).model)
+    model = MODELS.build(cfg.model)
     model.init_weights()
     init = tmp_path / 'init.pth'
     torch.save({'state_dict': model.state_dict()}, init)
@@ -174,7 +184,11 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
                                    'optim_wrapper.optimizer.type=SGD',
                                    'optim_wrapper.optimizer.lr=0.01',
                                    'optim_wrapper.optimizer.momentum=0.9',
-                                   'optim_wrapper.optimizer.weight_decay=0.0001']
+                                   'optim_wrapper.optimizer.weight_decay=0.0001',
+                                   'model.backbone.norm_cfg.type=GN',
+                                   'model.backbone.norm_cfg.num_groups=8',
+                                   'model.neck.norm_cfg.type=GN',
+                                   'model.neck.norm_cfg.num_groups=8']
     run('tools/train.py', config, '--work-dir', tmp_path / 's',
         '--cfg-options', *overrides(data_root, 1, extra))
     env = dict(os.environ, PORT='29517', PYTHON=sys.executable)
@@ -198,7 +212,7 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     cos = torch.nn.functional.cosine_similarity(step_s, step_d, dim=0).item()
     print(f'{config.name}: relative difference of the weight updates '
           f'{rel:.3f}, cosine {cos:.3f}')
-    assert rel < 0.5 and cos > 0.9, (rel, cos)
+    assert rel < 1e-2, (rel, cos)
 
 
 def test_export_folds_awn_with_identical_predictions(tmp_path, data_root):
