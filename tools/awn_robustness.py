@@ -119,7 +119,6 @@ def fgsm(net, x, y, eps: float) -> torch.Tensor:
 
 def run(epochs=30, seeds=(0, 1, 2), eps=(0.02, 0.05, 0.1, 0.2), width=16,
         log=print) -> dict:
-    torch.set_num_threads(torch.get_num_threads())
     x_tr, y_tr, x_te, y_te = load_digits()
     variants = {'plain': None,
                 'awn': dict(type='AWN', per='filter', gain=1.0)}

@@ -299,8 +299,11 @@ class Adder2d(nn.Module):
         """The filters the forward uses (AWN-standardized when on)."""
         if self.awn_gain is None:
             return self.weight
-        return standardize(self.weight, self.awn_gain,
-                           self.weight_norm['per'], self.weight_norm['eps'])
+        return self._standardize(self.weight)
+
+    def _standardize(self, weight: torch.Tensor) -> torch.Tensor:
+        return standardize(weight, self.awn_gain, self.weight_norm['per'],
+                           self.weight_norm['eps'])
 
     def forward(self, x):
         eta = self.eta
@@ -312,9 +315,7 @@ class Adder2d(nn.Module):
         if self.awn_gain is not None:
             if eta is not None and weight.requires_grad:
                 weight = _ScaleFilterGrad.apply(weight, eta)
-            weight = standardize(weight, self.awn_gain,
-                                 self.weight_norm['per'],
-                                 self.weight_norm['eps'])
+            weight = self._standardize(weight)
             eta = None
         return adder2d(x, weight, self.bias, self.stride, self.padding,
                        self.dilation, self.groups, self.input_grad, eta)

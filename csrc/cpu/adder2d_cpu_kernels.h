@@ -64,51 +64,22 @@ constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
 template <typename T, bool kSign>
 constexpr int bwd_nr() { return bwd_nv<kSign>() * Vec<T>::width; }
 
-// out[i][j] (-)= sum_k |w[i][k] - panel[k][j]| for i < rows, j < cols.
-// w rows are ldw apart; rows beyond `rows` are never read. The direct form:
+// One MR x NR output tile over a K-block; w rows are ldw apart, rows beyond
+// `rows` are never read.
+//
+// Direct form (kMin = false): out[i][j] (-)= sum_k |w[i][k] - panel[k][j]|:
 // subtract, clear the sign bit, add (3 vector ops a MAC).
-template <typename T, int MR>
+//
+// Min form (kMin = true): |x - w| = x + w - 2 min(x, w), so
+//   -sum_k |w - x| = sum_k 2 min(w, x) - sum_k x - sum_k w,
+// and the tile only accumulates out[i][j] (+)= sum_k 2 min(w, x): one min
+// and one FMA a MAC, which run on different pipes (x86 cores have min on
+// the FP add ports and FMA on the multiply ports); the caller subtracts the
+// sums. Only for finite values (inf - inf would give NaN).
+template <typename T, int MR, bool kMin>
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
                                const T* panel, T* out, int64_t ldo, int rows,
                                int cols, bool first) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::width, NR = kFwdNV * W;
-  V acc[MR][kFwdNV] = {};
-  const T* wr[MR];
-  for (int i = 0; i < MR; ++i) wr[i] = w + std::min(i, rows - 1) * ldw;
-  for (int64_t k = 0; k < kc; ++k) {
-    V x[kFwdNV];
-#pragma GCC unroll 4
-    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(panel + k * NR + v * W);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const V wi = vsplat(wr[i][k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < kFwdNV; ++v) acc[i][v] += vabs<T>(wi - x[v]);
-    }
-  }
-  for (int i = 0; i < rows; ++i) {
-    T tmp[NR];
-    std::memcpy(tmp, acc[i], sizeof(tmp));
-    T* o = out + i * ldo;
-    if (first)
-      for (int j = 0; j < cols; ++j) o[j] = -tmp[j];
-    else
-      for (int j = 0; j < cols; ++j) o[j] -= tmp[j];
-  }
-}
-
-// The min form: |x - w| = x + w - 2 min(x, w), so
-//   -sum_k |w - x| = sum_k 2 min(w, x) - sum_k x - sum_k w,
-// and the tile only accumulates 2 min(w, x): one min and one FMA a MAC,
-// which run on different pipes (x86 cores have min on the FP add ports
-// and FMA on the multiply ports), against three ops for the direct form.
-// out[i][j] (+)= sum_k 2 min(w[i][k], panel[k][j]); the caller subtracts
-// the sums. Only for finite values (inf - inf would give NaN).
-template <typename T, int MR>
-ADDER_INLINE void forward_tile_min(int64_t kc, const T* w, int64_t ldw,
-                                   const T* panel, T* out, int64_t ldo,
-                                   int rows, int cols, bool first) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NR = kFwdNV * W;
   V acc[MR][kFwdNV] = {};
@@ -123,22 +94,26 @@ ADDER_INLINE void forward_tile_min(int64_t kc, const T* w, int64_t ldw,
     for (int i = 0; i < MR; ++i) {
       const V wi = vsplat(wr[i][k]);
 #pragma GCC unroll 4
-      for (int v = 0; v < kFwdNV; ++v)
-        acc[i][v] += (wi < x[v] ? wi : x[v]) * two;
+      for (int v = 0; v < kFwdNV; ++v) {
+        if (kMin)
+          acc[i][v] += (wi < x[v] ? wi : x[v]) * two;
+        else
+          acc[i][v] += vabs<T>(wi - x[v]);
+      }
     }
   }
+  const T sign = kMin ? T(1) : T(-1);
   for (int i = 0; i < rows; ++i) {
     T tmp[NR];
     std::memcpy(tmp, acc[i], sizeof(tmp));
     T* o = out + i * ldo;
     if (first)
-      for (int j = 0; j < cols; ++j) o[j] = tmp[j];
+      for (int j = 0; j < cols; ++j) o[j] = sign * tmp[j];
     else
-      for (int j = 0; j < cols; ++j) o[j] += tmp[j];
+      for (int j = 0; j < cols; ++j) o[j] += sign * tmp[j];
   }
 }
 
-// One forward task: sample n, group g, output positions [l0, l0 + lc).
 // w: filters minus shift; wsum: their sums per filter; shift: per patch row
 // of each group (both null when a filter is not finite: the direct form
 // runs, unshifted). panels: K x LC scratch plus LC column sums.
@@ -199,9 +174,10 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
   }
   const T* wg = w + g * cout_g * K;
   T* yg = y + (n * s.cout + g * cout_g) * L + l0;
-  const auto tile_mr = use_min ? &forward_tile_min<T, kFwdMR>
-                               : &forward_tile<T, kFwdMR>;
-  const auto tile_1 = use_min ? &forward_tile_min<T, 1> : &forward_tile<T, 1>;
+  const auto tile_mr = use_min ? &forward_tile<T, kFwdMR, true>
+                               : &forward_tile<T, kFwdMR, false>;
+  const auto tile_1 = use_min ? &forward_tile<T, 1, true>
+                              : &forward_tile<T, 1, false>;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     int64_t t = 0;
