@@ -73,8 +73,9 @@ auto backward_input_chunk_fn() {
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
-// buffer per call costs page faults that rival the arithmetic.
-template <typename T>
+// buffer per call costs page faults that rival the arithmetic. Tag: one
+// buffer per use that may be live at the same time in the same thread.
+template <typename T, int Tag = 0>
 T* scratch(int64_t count) {
   thread_local std::vector<char> buffer;
   const size_t bytes = count * sizeof(T) + 64;
@@ -95,6 +96,83 @@ void check_cpu(const at::Tensor& t, const char* name) {
               "; the CPU kernels take float32 or float64");
 }
 
+// Stride-1 forward (see forward_implicit_chunk_impl): pads and shifts the
+// input once, sums it over each group's channels, then runs tasks of
+// (sample, group, chunk of padded-pitch positions). shift: per (group,
+// channel), null when the filters are not finite (direct form, unshifted).
+template <typename T>
+void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
+                      T* y, const Adder2dShape& s) {
+  constexpr int NR = generic::fwd_nr<T>();
+  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw, plane = hp * wp;
+  const int64_t cin_g = s.cin_g(), K = s.k(), taps = s.taps();
+  // Tiles run up to NR - 1 positions past the last one and the taps reach
+  // (kw - 1) * dw further: zeroed slack so that those reads stay in bounds.
+  const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
+  T* const xp = scratch<T, 1>(s.n * s.c * plane + slack);
+  double* const csum = scratch<double, 2>(s.n * s.groups * plane + slack);
+  std::fill(xp + s.n * s.c * plane, xp + s.n * s.c * plane + slack, T(0));
+  std::fill(csum + s.n * s.groups * plane, csum + s.n * s.groups * plane + slack, 0.);
+  at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const int64_t c = nc % s.c, g = c / cin_g;
+      const T sc = shift ? shift[g * cin_g + c % cin_g] : T(0);
+      T* dst = xp + nc * plane;
+      const T* src = x + nc * s.h * s.w;
+      std::fill(dst, dst + plane, -sc);
+      for (int64_t i = 0; i < s.h; ++i) {
+        T* d = dst + (i + s.ph) * wp + s.pw;
+        const T* r = src + i * s.w;
+        for (int64_t j = 0; j < s.w; ++j) d[j] = r[j] - sc;
+      }
+    }
+  });
+  at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ng = b; ng < e; ++ng) {
+      double* cs = csum + ng * plane;
+      const T* src = xp + ng * cin_g * plane;
+      std::fill(cs, cs + plane, 0.);
+      for (int64_t c = 0; c < cin_g; ++c)
+        for (int64_t q = 0; q < plane; ++q) cs[q] += src[c * plane + q];
+    }
+  });
+  // Full MR-filter tiles of each group, interleaved for the micro-kernel.
+  constexpr int MR = generic::kFwdMR;
+  const int64_t cout_g = s.cout_g(), tiles = cout_g / MR;
+  std::vector<T> wpk(s.groups * tiles * MR * K);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t tt = 0; tt < tiles; ++tt) {
+      T* dst = wpk.data() + (g * tiles + tt) * MR * K;
+      const T* src = w + (g * cout_g + tt * MR) * K;
+      for (int64_t k = 0; k < K; ++k)
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * K + k];
+    }
+  std::vector<int64_t> off(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t c = k / taps, i = (k % taps) / s.kw, j = k % s.kw;
+    off[k] = c * plane + i * s.dh * wp + j * s.dw;
+  }
+  const int64_t positions = s.hout * wp;  // padded pitch
+  // Chunk: ~<= 256 KiB of output scratch, at most 512 positions.
+  int64_t lc = (256 << 10) / (int64_t)sizeof(T) / std::max<int64_t>(1, s.cout_g());
+  lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
+  const int64_t chunks = (positions + lc - 1) / lc;
+  auto fn = &generic::forward_implicit_chunk_impl<T>;
+#ifdef ADDER_HAVE_AVX2
+  if (cpu_has_avx2()) fn = &avx2::forward_implicit_chunk_impl<T>;
+#endif
+  at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
+    const int64_t ld = (lc + NR - 1) / NR * NR;
+    T* yc = scratch<T>(s.cout_g() * ld + ld);
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t chunk = task % chunks, ng = task / chunks;
+      const int64_t lp0 = chunk * lc;
+      fn(xp, off.data(), csum, w, wpk.data(), wsum, y, s, hp, wp,
+         ng / s.groups, ng % s.groups, lp0, std::min(lc, positions - lp0), yc);
+    }
+  });
+}
+
 at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
                                const at::Tensor& weight_,
                                at::IntArrayRef stride, at::IntArrayRef padding,
@@ -108,52 +186,77 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_forward_cpu", [&] {
     constexpr int NR = generic::fwd_nr<scalar_t>();
-    const int64_t K = s.k(), L = s.l();
-    // Positions per task: enough work per task, panel buffer ~<= 1 MiB.
-    int64_t lc = (1 << 20) / (int64_t)sizeof(scalar_t) / K;
-    lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
-    const int64_t chunks = (L + lc - 1) / lc;
-    const auto fn = forward_chunk_fn<scalar_t>();
+    const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), cin_g = s.cin_g();
+    const int64_t taps = s.taps();
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight.data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
     // The min form (see the kernels) cancels badly when inputs and filters
-    // share a large offset, so both are shifted by the same per-patch-row
-    // constant, the mean over a group's filters of that row: |x - w| =
-    // |(x - c_k) - (w - c_k)|. Then the shifted filters' sums. With any
+    // share a large offset, so both are shifted by the same per-channel
+    // constant, the mean of a group's filters over that input channel:
+    // |x - w| = |(x - c) - (w - c)|. Then the shifted filters' sums. With any
     // inf/NaN filter value none of this: the direct form runs everywhere.
-    const int64_t cout_g = s.cout_g();
-    std::vector<double> csum(s.groups * K, 0.);
-    std::vector<scalar_t> shift(s.groups * K), wshift(s.cout * K),
+    std::vector<scalar_t> shift(s.groups * cin_g), wshift(s.cout * K),
         wsum(s.cout);
-    at::parallel_for(0, K, 256, [&](int64_t k0, int64_t k1) {
-      for (int64_t g = 0; g < s.groups; ++g) {
-        double* c = csum.data() + g * K;
+    // (Sums in double, in independent accumulators: a serial double sum
+    // over a 1024x256 filter bank costs as much as the layer's arithmetic.)
+    at::parallel_for(0, s.groups, 1, [&](int64_t g0, int64_t g1) {
+      std::vector<double> acc(K);
+      for (int64_t g = g0; g < g1; ++g) {
+        std::fill(acc.begin(), acc.end(), 0.);
         for (int64_t t = g * cout_g; t < (g + 1) * cout_g; ++t)
-          for (int64_t k = k0; k < k1; ++k) c[k] += w[t * K + k];
-        for (int64_t k = k0; k < k1; ++k)
-          shift[g * K + k] = (scalar_t)(c[k] / cout_g);
+          for (int64_t k = 0; k < K; ++k) acc[k] += w[t * K + k];
+        for (int64_t c = 0; c < cin_g; ++c) {
+          double sum = 0;
+          for (int64_t i = 0; i < taps; ++i) sum += acc[c * taps + i];
+          shift[g * cin_g + c] = (scalar_t)(sum / (cout_g * taps));
+        }
       }
     });
     at::parallel_for(0, s.cout, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        double acc = 0;
-        const scalar_t* c = shift.data() + (t / cout_g) * K;
-        for (int64_t k = 0; k < K; ++k) {
-          wshift[t * K + k] = w[t * K + k] - c[k];
-          acc += wshift[t * K + k];
-        }
-        wsum[t] = (scalar_t)acc;
+        double acc[4] = {};
+        const scalar_t* c = shift.data() + (t / cout_g) * cin_g;
+        scalar_t* ws = wshift.data() + t * K;
+        for (int64_t ci = 0; ci < cin_g; ++ci)
+          for (int64_t i = ci * taps; i < (ci + 1) * taps; ++i)
+            ws[i] = w[t * K + i] - c[ci];
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4)
+          for (int i = 0; i < 4; ++i) acc[i] += ws[k + i];
+        for (; k < K; ++k) acc[0] += ws[k];
+        wsum[t] = (scalar_t)((acc[0] + acc[1]) + (acc[2] + acc[3]));
       }
     });
-    // An inf/NaN filter value makes its row's shift and so every sum of its
-    // group non-finite; finite filters give finite double sums.
+    // An inf/NaN filter value makes its channel's shift and so every sum of
+    // its group non-finite; finite filters give finite double sums.
     bool finite = true;
     for (int64_t t = 0; t < s.cout && finite; ++t)
       finite = std::isfinite(wsum[t]);
     if (finite) w = wshift.data();
     const scalar_t* ws = finite ? wsum.data() : nullptr;
-    const scalar_t* sh = finite ? shift.data() : nullptr;
+    // Packing costs about K x L memory writes whatever the filter count, so
+    // it pays off only over many filters: with few (the 16-64-channel
+    // layers), reading the padded input in place is up to 2x faster; with
+    // 128+ filters packed panels were as fast or faster (docs/benchmarks.md).
+    if (s.sh == 1 && s.sw == 1 && cout_g <= 64) {
+      forward_implicit(x, w, ws, finite ? shift.data() : nullptr, y, s);
+      return;
+    }
+    // Strided: patches packed per task. Shift per patch row.
+    std::vector<scalar_t> row_shift;
+    if (finite) {
+      row_shift.resize(s.groups * K);
+      for (int64_t g = 0; g < s.groups; ++g)
+        for (int64_t k = 0; k < K; ++k)
+          row_shift[g * K + k] = shift[g * cin_g + k / taps];
+    }
+    const scalar_t* sh = finite ? row_shift.data() : nullptr;
+    // Positions per task: enough work per task, panel buffer ~<= 1 MiB.
+    int64_t lc = (1 << 20) / (int64_t)sizeof(scalar_t) / K;
+    lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
+    const int64_t chunks = (L + lc - 1) / lc;
+    const auto fn = forward_chunk_fn<scalar_t>();
     at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
       const int64_t np = (lc + NR - 1) / NR;
       scalar_t* panels = scratch<scalar_t>(np * NR * K + np * NR);

@@ -58,6 +58,9 @@ constexpr int kBwdMR = 4;
 template <bool kSign>
 constexpr int bwd_nv() { return kSign ? 1 : 2; }
 constexpr int64_t kKC = 256;  // K block of the forward (panel in L1/L2)
+// K block of the implicit forward: its NR x KC input values are KC
+// unaligned rows (2 cache lines each), to stay in L1 across the filters.
+constexpr int64_t kImplicitKC = 128;
 
 template <typename T>
 constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
@@ -76,23 +79,46 @@ constexpr int bwd_nr() { return bwd_nv<kSign>() * Vec<T>::width; }
 // and one FMA a MAC, which run on different pipes (x86 cores have min on
 // the FP add ports and FMA on the multiply ports); the caller subtracts the
 // sums. Only for finite values (inf - inf would give NaN).
-template <typename T, int MR, bool kMin>
+// Where the tile's k-th row of NR patch values is: a packed panel
+// (consecutive rows NR apart) or, in the implicit stride-1 path, the padded
+// input itself (row k at base + off[k]).
+template <typename T>
+struct PackedRows {
+  const T* panel;
+  ADDER_INLINE const T* operator()(int64_t k) const {
+    return panel + k * fwd_nr<T>();
+  }
+};
+template <typename T>
+struct OffsetRows {
+  const T* base;
+  const int64_t* off;
+  ADDER_INLINE const T* operator()(int64_t k) const { return base + off[k]; }
+};
+
+// Filters: rows ldw apart, or (kInterleaved) one MR-row tile stored
+// [k][MR], one contiguous stream (rows of a big K are 4 KiB-multiples apart
+// and would share L1 sets).
+template <typename T, int MR, bool kMin, typename Rows, bool kInterleaved = false>
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
-                               const T* panel, T* out, int64_t ldo, int rows,
+                               Rows panel, T* out, int64_t ldo, int rows,
                                int cols, bool first) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NR = kFwdNV * W;
   V acc[MR][kFwdNV] = {};
   const T* wr[MR];
-  for (int i = 0; i < MR; ++i) wr[i] = w + std::min(i, rows - 1) * ldw;
+  for (int i = 0; i < MR; ++i)
+    wr[i] = kInterleaved ? w + i : w + std::min(i, rows - 1) * ldw;
+  constexpr int64_t kStep = kInterleaved ? MR : 1;
   const V two = vsplat<T>(2);
   for (int64_t k = 0; k < kc; ++k) {
     V x[kFwdNV];
+    const T* xk = panel(k);
 #pragma GCC unroll 4
-    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(panel + k * NR + v * W);
+    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(xk + v * W);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const V wi = vsplat(wr[i][k]);
+      const V wi = vsplat(wr[i][k * kStep]);
 #pragma GCC unroll 4
       for (int v = 0; v < kFwdNV; ++v) {
         if (kMin)
@@ -128,7 +154,10 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
   const int64_t npanels = (lc + NR - 1) / NR;
   // Pack the patches: panels[p][k][j] = X_col(k, l0 + p * NR + j) - shift_k
   // (padding taps: 0 - shift_k), 0 past lc.
-  // Walk output rows so the valid input columns of a row are one strided run.
+  // Walk output rows so the valid input columns of a row are one strided
+  // run, and copy runs (split only at panel edges) instead of single values:
+  // per-value index arithmetic used to cost more than the arithmetic of the
+  // 16-filter layers.
   const T* xg = x + (n * s.c + g * s.cin_g()) * s.h * s.w;
   const int64_t oh0 = l0 / s.wout, ow0 = l0 % s.wout;
   for (int64_t k = 0; k < K; ++k) {
@@ -140,24 +169,40 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
     const int64_t ow_hi = std::max(ow_lo, std::min(s.wout, s.w - dj > 0 ? (s.w - dj - 1) / s.sw + 1 : 0));
     const T* plane = xg + c * s.h * s.w;
     const T ck = shift ? shift[g * K + k] : T(0);
-    T* dst = panels + k * NR;
-    auto put = [&](int64_t q, T v) { dst[(q / NR) * K * NR + q % NR] = v; };
-    int64_t q = 0;
+    T* const base = panels + k * NR;
+    int64_t q = 0;  // next packed column
+    // Writes m values at columns q..: src[i * sw] - ck, or fill - ck.
+    auto put = [&](int64_t m, const T* src, T fill) {
+      while (m > 0) {
+        const int64_t p = q / NR, j = q - p * NR;
+        const int64_t r = std::min<int64_t>(m, NR - j);
+        T* d = base + p * K * NR + j;
+        if (src == nullptr)
+          for (int64_t i = 0; i < r; ++i) d[i] = fill;
+        else if (s.sw == 1)
+          for (int64_t i = 0; i < r; ++i) d[i] = src[i] - ck;
+        else
+          for (int64_t i = 0; i < r; ++i) d[i] = src[i * s.sw] - ck;
+        if (src != nullptr) src += r * s.sw;
+        q += r;
+        m -= r;
+      }
+    };
     for (int64_t oh = oh0; q < lc; ++oh) {
       const int64_t first = oh == oh0 ? ow0 : 0;
       const int64_t last = std::min(s.wout, first + (lc - q));  // exclusive
       const int64_t hi = oh * s.sh + di;
       if (hi < 0 || hi >= s.h) {
-        for (int64_t ow = first; ow < last; ++ow) put(q++, -ck);
+        put(last - first, nullptr, -ck);
         continue;
       }
       const T* row = plane + hi * s.w + dj;
       const int64_t a = std::max(first, ow_lo), b = std::max(a, std::min(last, ow_hi));
-      for (int64_t ow = first; ow < a; ++ow) put(q++, -ck);
-      for (int64_t ow = a; ow < b; ++ow) put(q++, row[ow * s.sw] - ck);
-      for (int64_t ow = b; ow < last; ++ow) put(q++, -ck);
+      put(a - first, nullptr, -ck);
+      put(b - a, row + a * s.sw, T(0));
+      put(last - b, nullptr, -ck);
     }
-    for (; q < npanels * NR; ++q) put(q, T(0));  // past lc: never stored
+    put(npanels * NR - q, nullptr, T(0));  // past lc: never stored
   }
   // Column sums of the panels (in double), and whether all are finite.
   T* xsum = panels + npanels * K * NR;
@@ -174,21 +219,21 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
   }
   const T* wg = w + g * cout_g * K;
   T* yg = y + (n * s.cout + g * cout_g) * L + l0;
-  const auto tile_mr = use_min ? &forward_tile<T, kFwdMR, true>
-                               : &forward_tile<T, kFwdMR, false>;
-  const auto tile_1 = use_min ? &forward_tile<T, 1, true>
-                              : &forward_tile<T, 1, false>;
+  const auto tile_mr = use_min ? &forward_tile<T, kFwdMR, true, PackedRows<T>>
+                               : &forward_tile<T, kFwdMR, false, PackedRows<T>>;
+  const auto tile_1 = use_min ? &forward_tile<T, 1, true, PackedRows<T>>
+                              : &forward_tile<T, 1, false, PackedRows<T>>;
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     int64_t t = 0;
     for (; t + kFwdMR <= cout_g; t += kFwdMR)
       for (int64_t p = 0; p < npanels; ++p)
-        tile_mr(kc, wg + t * K + k0, K, panels + p * K * NR + k0 * NR,
+        tile_mr(kc, wg + t * K + k0, K, {panels + p * K * NR + k0 * NR},
                 yg + t * L + p * NR, L, kFwdMR,
                 (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
     for (; t < cout_g; ++t)
       for (int64_t p = 0; p < npanels; ++p)
-        tile_1(kc, wg + t * K + k0, K, panels + p * K * NR + k0 * NR,
+        tile_1(kc, wg + t * K + k0, K, {panels + p * K * NR + k0 * NR},
                yg + t * L + p * NR, L, 1,
                (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
   }
@@ -198,6 +243,81 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
       T* o = yg + t * L;
       for (int64_t j = 0; j < lc; ++j) o[j] -= xsum[j] + ws[t];
     }
+  }
+}
+
+// Stride-1 forward without packing ("implicit GEMM"). xp: the input minus
+// per-channel shifts, zero-padded to [N][C][Hp][Wp] (padding holds -shift).
+// Output positions are walked in the padded pitch, lp = oh * Wp + ow, so
+// the NR positions of a tile read NR consecutive values of every (channel,
+// tap) plane at xp + off[k] + lp; columns ow >= wout are computed and
+// dropped. csum: per (n, g) and padded pixel, the sum over the group's
+// channels of xp (double), from which the patch sums are tap sums.
+// w/wsum: shifted filters and their sums (wsum null: direct form); wpk:
+// the same, each group's full MR-filter tiles interleaved [tile][k][MR].
+// yc: cout_g x (lc rounded up to NR) scratch.
+template <typename T>
+inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
+                                        const double* csum, const T* w,
+                                        const T* wpk,
+                                        const T* wsum, T* y,
+                                        const Adder2dShape& s, int64_t hp,
+                                        int64_t wp, int64_t n, int64_t g,
+                                        int64_t lp0, int64_t lc, T* yc) {
+  constexpr int NR = fwd_nr<T>();
+  const int64_t K = s.k(), cout_g = s.cout_g(), plane = hp * wp;
+  const int64_t np = (lc + NR - 1) / NR, ld = np * NR;
+  const T* xg = xp + (n * s.c + g * s.cin_g()) * plane + lp0;
+  const double* cs = csum + (n * s.groups + g) * plane + lp0;
+  // Patch sums of the chunk's valid positions; any inf/NaN: direct form.
+  T* xsum = yc + cout_g * ld;
+  bool use_min = wsum != nullptr;
+  for (int64_t q = 0; q < lc; ++q) {
+    double acc = 0;
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j)
+        acc += cs[q + i * s.dh * wp + j * s.dw];
+    xsum[q] = (T)acc;
+    if ((lp0 + q) % wp < s.wout) use_min = use_min && std::isfinite(acc);
+  }
+  const T* wg = w + g * cout_g * K;
+  const auto tile_mr =
+      use_min ? &forward_tile<T, kFwdMR, true, OffsetRows<T>, true>
+              : &forward_tile<T, kFwdMR, false, OffsetRows<T>, true>;
+  const auto tile_1 = use_min ? &forward_tile<T, 1, true, OffsetRows<T>>
+                              : &forward_tile<T, 1, false, OffsetRows<T>>;
+  // K blocks outermost, then positions, then filters: a tile's NR x KC
+  // input values stay in L1 while every filter block passes over them.
+  for (int64_t k0 = 0; k0 < K; k0 += kImplicitKC) {
+    const int64_t kc = std::min(kImplicitKC, K - k0);
+    for (int64_t p = 0; p < np; ++p) {
+      const OffsetRows<T> rows{xg + p * NR, off + k0};
+      int64_t t = 0;
+      for (; t + kFwdMR <= cout_g; t += kFwdMR)
+        tile_mr(kc, wpk + (g * (cout_g / kFwdMR) + t / kFwdMR) * kFwdMR * K +
+                        k0 * kFwdMR, 0, rows, yc + t * ld + p * NR, ld,
+                kFwdMR, NR, k0 == 0);
+      for (; t < cout_g; ++t)
+        tile_1(kc, wg + t * K + k0, K, rows, yc + t * ld + p * NR, ld, 1, NR,
+               k0 == 0);
+    }
+  }
+  // Valid columns to y, minus the patch and filter sums.
+  const T* ws = wsum + g * cout_g;
+  T* yg = y + (n * s.cout + g * cout_g) * s.l();
+  for (int64_t q = 0; q < lc;) {
+    const int64_t lp = lp0 + q, oh = lp / wp, ow = lp % wp;
+    const int64_t run = std::min(lc - q, wp - ow);  // to the end of the row
+    const int64_t m = std::max<int64_t>(0, std::min(run, s.wout - ow));
+    for (int64_t t = 0; t < cout_g; ++t) {
+      T* o = yg + t * s.l() + oh * s.wout + ow;
+      const T* a = yc + t * ld + q;
+      if (use_min)
+        for (int64_t j = 0; j < m; ++j) o[j] = a[j] - xsum[q + j] - ws[t];
+      else
+        for (int64_t j = 0; j < m; ++j) o[j] = a[j];
+    }
+    q += run;
   }
 }
 
