@@ -271,6 +271,75 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
   return out;
 }
 
+// Stride-1 input gradient (see backward_input_implicit_chunk_impl): pads
+// the output gradient and re-pitches the input once, then runs tasks of
+// (sample, group, chunk of positions), each writing its own part of dX.
+template <typename T, bool kSign>
+void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
+                             const Adder2dShape& s) {
+  constexpr int NR = generic::bwd_nr<T, kSign>();
+  const int64_t hg = s.h + (s.kh - 1) * s.dh, wg = s.w + (s.kw - 1) * s.dw;
+  const int64_t ah = (s.kh - 1) * s.dh - s.ph, aw = (s.kw - 1) * s.dw - s.pw;
+  const int64_t gplane = hg * wg, xplane = s.h * wg, taps = s.taps();
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * taps;
+  const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
+  T* const gp = scratch<T, 1>(s.n * s.cout * gplane + slack);
+  T* const xq = scratch<T, 3>(s.n * s.c * xplane + slack);
+  std::fill(gp + s.n * s.cout * gplane, gp + s.n * s.cout * gplane + slack, T(0));
+  std::fill(xq + s.n * s.c * xplane, xq + s.n * s.c * xplane + slack, T(0));
+  at::parallel_for(0, s.n * s.cout, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nt = b; nt < e; ++nt) {
+      T* d = gp + nt * gplane;
+      const T* src = go + nt * s.hout * s.wout;
+      std::fill(d, d + gplane, T(0));
+      for (int64_t r = std::max<int64_t>(0, ah); r < hg; ++r) {
+        const int64_t oh = r - ah;
+        if (oh >= s.hout) break;
+        for (int64_t q = std::max<int64_t>(0, aw); q < wg; ++q) {
+          const int64_t ow = q - aw;
+          if (ow >= s.wout) break;
+          d[r * wg + q] = src[oh * s.wout + ow];
+        }
+      }
+    }
+  });
+  at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc)
+      for (int64_t h = 0; h < s.h; ++h) {
+        T* d = xq + nc * xplane + h * wg;
+        std::copy(x + (nc * s.h + h) * s.w, x + (nc * s.h + h + 1) * s.w, d);
+        std::fill(d + s.w, d + wg, T(0));
+      }
+  });
+  std::vector<T> wr(s.groups * cin_g * R);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t t = 0; t < cout_g; ++t)
+      for (int64_t c = 0; c < cin_g; ++c)
+        for (int64_t tap = 0; tap < taps; ++tap)
+          wr[(g * cin_g + c) * R + t * taps + tap] =
+              w[((g * cout_g + t) * cin_g + c) * taps + tap];
+  std::vector<int64_t> goff(R);
+  for (int64_t t = 0; t < cout_g; ++t)
+    for (int64_t tap = 0; tap < taps; ++tap) {
+      const int64_t i = tap / s.kw, j = tap % s.kw;
+      goff[t * taps + tap] = t * gplane + (s.kh - 1 - i) * s.dh * wg +
+                             (s.kw - 1 - j) * s.dw;
+    }
+  auto fn = &generic::backward_input_implicit_chunk_impl<T, kSign>;
+#ifdef ADDER_HAVE_AVX2
+  if (cpu_has_avx2()) fn = &avx2::backward_input_implicit_chunk_impl<T, kSign>;
+#endif
+  const int64_t positions = xplane, lc = 16 * NR;
+  const int64_t chunks = (positions + lc - 1) / lc;
+  at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t chunk = task % chunks, ng = task / chunks;
+      fn(gp, xq, wr.data(), goff.data(), gx, s, hg, wg, ng / s.groups,
+         ng % s.groups, chunk * lc, std::min(lc, positions - chunk * lc));
+    }
+  });
+}
+
 at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
                                       const at::Tensor& input_,
                                       const at::Tensor& weight_,
@@ -289,6 +358,16 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
+    // As in the forward, for layers with few filters; and not for 1x1,
+    // whose gather/scatter is a plain copy (measured slower in place).
+    if (s.sh == 1 && s.sw == 1 && s.cout_g() <= 64 && s.taps() > 1) {
+      const auto fn = sign_grad ? &backward_input_implicit<scalar_t, true>
+                                : &backward_input_implicit<scalar_t, false>;
+      fn(grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),
+         weight_.contiguous().data_ptr<scalar_t>(),
+         grad_input.data_ptr<scalar_t>(), s);
+      return;
+    }
     // Channel blocks: enough tasks to fill the threads, whole channels each.
     const int64_t cin_g = s.cin_g();
     const int64_t want = 4 * at::get_num_threads();

@@ -326,10 +326,18 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
 // each row streams contiguously); rows beyond `rows` repeat the last row and
 // are dropped. Sign rule: g, -g or 0 picked by two compares (exact, ties give
 // 0) and accumulated by FMA; hardtanh rule: g * clamp(w - x, -1, 1).
-template <typename T, int MR, bool kSign>
-ADDER_INLINE void backward_input_tile(int64_t cout_g, const T* wt,
-                                      const T* gpanel, int64_t ldg,
-                                      const T (*xt)[bwd_nr<T, kSign>()],
+//
+// The reduction runs over R terms r: g row r at grows(r), filter value of
+// tile row i at w[i * ldw + r], patch values of row i at xrows[i].
+template <typename T>
+struct StridedRows {  // row r at p + r * ld
+  const T* p;
+  int64_t ld;
+  ADDER_INLINE const T* operator()(int64_t r) const { return p + r * ld; }
+};
+template <typename T, int MR, bool kSign, typename GRows>
+ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
+                                      GRows grows, const T* const* xrows,
                                       T (*dcol)[bwd_nr<T, kSign>()], int rows) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NV = bwd_nv<kSign>();
@@ -337,15 +345,16 @@ ADDER_INLINE void backward_input_tile(int64_t cout_g, const T* wt,
   const T* wr[MR];
   for (int i = 0; i < MR; ++i) {
     const int row = std::min(i, rows - 1);
-    wr[i] = wt + row * cout_g;
-    for (int v = 0; v < NV; ++v) xv[i][v] = vload(xt[row] + v * W);
+    wr[i] = wt + row * ldw;
+    for (int v = 0; v < NV; ++v) xv[i][v] = vload(xrows[row] + v * W);
   }
   const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1), zero = {};
-  for (int64_t t = 0; t < cout_g; ++t) {
+  for (int64_t t = 0; t < R; ++t) {
     V gv[NV], ngv[NV];
+    const T* gt = grows(t);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      gv[v] = vload(gpanel + t * ldg + v * W);
+      gv[v] = vload(gt + v * W);
       ngv[v] = -gv[v];
     }
 #pragma GCC unroll 8
@@ -415,13 +424,16 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
           xt[i][j] = in ? xg[idx[i][j]] : T(0);
         }
       }
+      const T* xr[kBwdMR];
+      for (int i = 0; i < kBwdMR; ++i) xr[i] = xt[std::min(i, rows - 1)];
+      const StridedRows<T> gr{gbuf, NR};
       if (rows == kBwdMR)
-        backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + r * cout_g, gbuf,
-                                              NR, xt, dcol, rows);
+        backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + r * cout_g, cout_g,
+                                              gr, xr, dcol, rows);
       else
         for (int i = 0; i < rows; ++i)
           backward_input_tile<T, 1, kSign>(cout_g, wg + (r + i) * cout_g,
-                                           gbuf, NR, xt + i, dcol + i, 1);
+                                           cout_g, gr, xr + i, dcol + i, 1);
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < cols; ++j)
           if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
@@ -429,3 +441,52 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
   }
 }
 
+
+// Stride-1 input gradient without gathers or scatters. Input positions are
+// walked in the pitch wg of the zero-padded output gradient gp
+// [N][Cout][hg][wg] (hg = H + (kh - 1) dh, wg = W + (kw - 1) dw):
+//   dX(c, lq) = sum_{t, tap} gp(t, lq + goff[t, tap]) G(w(t, c, tap) - xq(c, lq))
+// with xq the input in that pitch (lq = h * wg + w; columns w >= W are
+// computed and dropped), so a tile's NR positions read NR consecutive
+// values of every (filter, tap) term. wr: filters as [groups][cin_g][R],
+// R = cout_g * taps, term r = t * taps + tap. A task owns positions
+// [lq0, lq0 + lc) of (n, g) for every channel of the group: plain stores.
+template <typename T, bool kSign>
+inline void backward_input_implicit_chunk_impl(
+    const T* gp, const T* xq, const T* wr, const int64_t* goff, T* gx,
+    const Adder2dShape& s, int64_t hg, int64_t wg, int64_t n, int64_t g,
+    int64_t lq0, int64_t lc) {
+  constexpr int NR = bwd_nr<T, kSign>();
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * s.taps();
+  const int64_t gplane = hg * wg, xplane = s.h * wg, HW = s.h * s.w;
+  const T* gpg = gp + (n * s.cout + g * cout_g) * gplane;
+  const T* xg = xq + (n * s.c + g * cin_g) * xplane;
+  const T* wgrp = wr + g * cin_g * R;
+  T* gxg = gx + (n * s.c + g * cin_g) * HW;
+  for (int64_t q0 = 0; q0 < lc; q0 += NR) {
+    const int64_t lq = lq0 + q0;
+    int64_t dst[NR];  // dX offset in the plane, -1: dropped column
+    for (int j = 0; j < NR; ++j) {
+      const int64_t l = lq + j, h = l / wg, w = l % wg;
+      dst[j] = (q0 + j < lc && w < s.w && h < s.h) ? h * s.w + w : -1;
+    }
+    const OffsetRows<T> gr{gpg + lq, goff};
+    for (int64_t c = 0; c < cin_g; c += kBwdMR) {
+      const int rows = (int)std::min<int64_t>(kBwdMR, cin_g - c);
+      const T* xr[kBwdMR];
+      for (int i = 0; i < kBwdMR; ++i)
+        xr[i] = xg + (c + std::min(i, rows - 1)) * xplane + lq;
+      T dcol[kBwdMR][NR];
+      if (rows == kBwdMR)
+        backward_input_tile<T, kBwdMR, kSign>(R, wgrp + c * R, R, gr, xr,
+                                              dcol, rows);
+      else
+        for (int i = 0; i < rows; ++i)
+          backward_input_tile<T, 1, kSign>(R, wgrp + (c + i) * R, R, gr,
+                                           xr + i, dcol + i, 1);
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < NR; ++j)
+          if (dst[j] >= 0) gxg[(c + i) * HW + dst[j]] = dcol[i][j];
+    }
+  }
+}
