@@ -238,8 +238,9 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // Packing costs about K x L memory writes whatever the filter count, so
     // it pays off only over many filters: with few (the 16-64-channel
     // layers), reading the padded input in place is up to 2x faster; with
-    // 128+ filters packed panels were as fast or faster (docs/benchmarks.md).
-    if (s.sh == 1 && s.sw == 1 && cout_g <= 64) {
+    // 128+ filters packed panels were as fast or faster, and so was 1x1
+    // (packing is a plain copy there) (docs/benchmarks.md).
+    if (s.sh == 1 && s.sw == 1 && cout_g <= 64 && s.taps() > 1) {
       forward_implicit(x, w, ws, finite ? shift.data() : nullptr, y, s);
       return;
     }
