@@ -60,6 +60,40 @@ def test_random_cases_match_reference(compiled, base_seed, dtype):
         run_case(case, dtype)
 
 
+# The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
+# layers with taps > 1 and <= 64 filters a group read the padded input in
+# place (forward and input gradient), the others pack patches. Random cases
+# rarely reach some corners of the choice, so each gets a case here.
+PATH_CASES = {
+    'in place, 2 K blocks': dict(c=16, cout=16, kernel=(3, 3), stride=(1, 1),
+                                 padding=(1, 1), groups=1, h=13, w=11),
+    'in place, dilated, padding past reach, groups': dict(
+        c=12, cout=10, kernel=(3, 5), stride=(1, 1), padding=(5, 3),
+        dilation=(2, 1), groups=2, h=6, w=9),
+    'in place, 64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
+                                             stride=(1, 1), padding=(0, 0),
+                                             groups=1, h=9, w=17),
+    'packed, 1x1': dict(c=24, cout=16, kernel=(1, 1), stride=(1, 1),
+                        padding=(0, 0), groups=1, h=7, w=9),
+    'packed, 65 filters': dict(c=6, cout=65, kernel=(3, 3), stride=(1, 1),
+                               padding=(1, 1), groups=1, h=8, w=8),
+    'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
+                             padding=(1, 1), groups=1, h=11, w=7),
+}
+
+
+@pytest.mark.parametrize('input_grad', ['sign', 'hardtanh'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('path', sorted(PATH_CASES))
+def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
+                                                input_grad):
+    from .cases import Case
+    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    case = Case(seed=7, n=2, bias=False, eta=None, input_grad=input_grad,
+                **kw)
+    run_case(case, dtype)
+
+
 def test_compiled_kernels_actually_run(compiled):
     x = torch.randn(2, 4, 7, 7, requires_grad=True)
     w = torch.randn(6, 4, 3, 3, requires_grad=True)
