@@ -292,6 +292,9 @@ def main():
     if args.layers:
         keys = args.layers.split(',')
         layers = [lay for lay in layers if any(kk in lay[0] for kk in keys)]
+        if not layers and not args.network:
+            raise SystemExit(f'benchmark_op: no layer of --set {args.set} '
+                             f'matches --layers {args.layers}')
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__)
@@ -341,7 +344,7 @@ def main():
     summary = dict(fwd_vs_conv_total=total['adder_fwd_ms'] /
                    total['conv_fwd_ms'],
                    fwdbwd_vs_conv_total=total['adder_fwdbwd_ms'] /
-                   total['conv_fwdbwd_ms'])
+                   total['conv_fwdbwd_ms']) if rows else {}
     uf = [r['unfold_vs_adder_fwd'] for r in rows if r['unfold_vs_adder_fwd']]
     if uf:
         summary['unfold_vs_adder_fwd_min'] = min(uf)
@@ -350,8 +353,9 @@ def main():
         print(json.dumps(dict(info=info, layers=rows, summary=summary,
                               network=network), indent=1))
     else:
-        print('summed over layers: ' + ', '.join(
-            f'{k}={v:.2f}' for k, v in summary.items()))
+        if summary:
+            print('summed over layers: ' + ', '.join(
+                f'{k}={v:.2f}' for k, v in summary.items()))
         if network:
             print('whole ResNet-50 forward+backward: ' + ', '.join(
                 f'{k}={v:.2f}' if isinstance(v, float) else f'{k}={v}'

@@ -218,9 +218,12 @@ class Adder2d(nn.Module):
     them) but is not a Conv2d subclass on purpose: mmdet's initializers
     select layers by class name, and a conv init (Kaiming, Normal(0.01))
     makes adder filters near zero, which turns every output channel into
-    nearly the same -sum|x|. Filters start from N(0, ``init_std``**2) like
-    the official AdderNet (std 1); ``init_weights`` re-applies that, so
-    ConvModule does not Kaiming-initialize it.
+    nearly the same -sum|x|. Filters start from N(``init_mean``,
+    ``init_std``**2), by default N(0, 1) like the official AdderNet;
+    ``init_weights`` re-applies that, so ConvModule does not
+    Kaiming-initialize it. (A filter value below every input value, e.g.
+    a negative one after a ReLU, only adds a constant to |x - w| = x - w:
+    it matches no pattern until training moves it into the inputs' range.)
 
     ``weight_norm=dict(type='AWN', per='filter'|'layer', gain=1.0,
     eps=1e-5)`` standardizes the filters every forward and multiplies them
@@ -246,6 +249,7 @@ class Adder2d(nn.Module):
                  input_grad: str = 'hardtanh',
                  eta: Optional[float] = 0.2,
                  init_std: float = 1.0,
+                 init_mean: float = 0.0,
                  weight_norm: Optional[dict] = None,
                  device=None,
                  dtype=None):
@@ -267,6 +271,7 @@ class Adder2d(nn.Module):
         # Set by ``defer_eta``: the optimizer applies eta after all-reduce.
         self.eta_deferred = False
         self.init_std = init_std
+        self.init_mean = init_mean
         self.weight_norm = check_weight_norm(weight_norm, 'Adder2d')
         factory = dict(device=device, dtype=dtype)
         self.weight = nn.Parameter(
@@ -285,7 +290,7 @@ class Adder2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        nn.init.normal_(self.weight, 0., self.init_std)
+        nn.init.normal_(self.weight, self.init_mean, self.init_std)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         if self.awn_gain is not None:

@@ -47,6 +47,12 @@ def test_init_is_unit_normal_not_conv_init():
     m.init_weights()
     assert 0.95 < m.weight.std().item() < 1.05
     assert 0.45 < Adder2d(64, 64, 3, init_std=0.5).weight.std().item() < 0.55
+    m = Adder2d(64, 64, 3, init_mean=0.8, init_std=0.6)
+    assert abs(m.weight.mean().item() - 0.8) < 0.02
+    assert 0.57 < m.weight.std().item() < 0.63
+    m.weight.data.zero_()
+    m.init_weights()  # what mmengine's init calls: same distribution
+    assert abs(m.weight.mean().item() - 0.8) < 0.02
 
 
 def test_extra_repr():

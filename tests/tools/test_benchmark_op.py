@@ -28,3 +28,13 @@ def test_benchmark_op_json_tiny():
     net = r['network']
     assert net['adder_fwdbwd_ms'] > 0 and net['conv_fwdbwd_ms'] > 0
     assert net['fwdbwd_vs_conv'] > 0
+
+
+def test_benchmark_op_layer_filter_matching_nothing_is_an_error():
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
+         '--layers', 'no-such-layer'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert 'no layer of --set resnet50 matches --layers no-such-layer' in \
+        out.stderr
