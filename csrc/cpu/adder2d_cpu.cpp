@@ -200,19 +200,18 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
         wsum(s.cout);
     // (Sums in double, in independent accumulators: a serial double sum
     // over a 1024x256 filter bank costs as much as the layer's arithmetic.)
-    at::parallel_for(0, s.groups, 1, [&](int64_t g0, int64_t g1) {
-      std::vector<double> acc(K);
-      for (int64_t g = g0; g < g1; ++g) {
-        std::fill(acc.begin(), acc.end(), 0.);
+    std::vector<double> acc(s.groups * K, 0.);
+    at::parallel_for(0, K, 64, [&](int64_t k0, int64_t k1) {
+      for (int64_t g = 0; g < s.groups; ++g)
         for (int64_t t = g * cout_g; t < (g + 1) * cout_g; ++t)
-          for (int64_t k = 0; k < K; ++k) acc[k] += w[t * K + k];
-        for (int64_t c = 0; c < cin_g; ++c) {
-          double sum = 0;
-          for (int64_t i = 0; i < taps; ++i) sum += acc[c * taps + i];
-          shift[g * cin_g + c] = (scalar_t)(sum / (cout_g * taps));
-        }
-      }
+          for (int64_t k = k0; k < k1; ++k) acc[g * K + k] += w[t * K + k];
     });
+    for (int64_t g = 0; g < s.groups; ++g)
+      for (int64_t c = 0; c < cin_g; ++c) {
+        double sum = 0;
+        for (int64_t i = 0; i < taps; ++i) sum += acc[g * K + c * taps + i];
+        shift[g * cin_g + c] = (scalar_t)(sum / (cout_g * taps));
+      }
     at::parallel_for(0, s.cout, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         double acc[4] = {};
