@@ -238,7 +238,7 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
                (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
   }
   if (use_min) {
-    const T* ws = wsum + g * cout_g;
+    const T* ws = wsum ? wsum + g * cout_g : nullptr;
     for (int64_t t = 0; t < cout_g; ++t) {
       T* o = yg + t * L;
       for (int64_t j = 0; j < lc; ++j) o[j] -= xsum[j] + ws[t];
@@ -303,7 +303,7 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
     }
   }
   // Valid columns to y, minus the patch and filter sums.
-  const T* ws = wsum + g * cout_g;
+  const T* ws = wsum ? wsum + g * cout_g : nullptr;
   T* yg = y + (n * s.cout + g * cout_g) * s.l();
   for (int64_t q = 0; q < lc;) {
     const int64_t lp = lp0 + q, oh = lp / wp, ow = lp % wp;
