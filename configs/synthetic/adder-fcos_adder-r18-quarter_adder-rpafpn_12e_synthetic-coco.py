@@ -121,15 +121,17 @@ test_cfg = dict(type='TestLoop')
 
 # The CPU recipe (docs/models.md, "Small models on CPU"): AdamW, which
 # trains these small from-scratch detectors much faster than the papers' SGD
-# in 12 short epochs, with adder filters at 10x the learning rate (Adam
+# in 12 short epochs, with adder filters at 100x the learning rate (Adam
 # steps every element by about lr; adder filters live at unit scale, conv
-# filters at Kaiming scale). The conv twin inherits exactly this.
+# filters at Kaiming scale; 10x / 30x / 60x / 100x measured 0.394 / 0.469 /
+# 0.478 / 0.568 mAP@0.5). The conv twin inherits exactly this (it has no
+# adder filters).
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='AdderOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
     paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.,
-                       norm_decay_mult=0., adder_lr_mult=10.),
+                       norm_decay_mult=0., adder_lr_mult=100.),
     clip_grad=None)  # see docs/models.md: the adaptive eta scaling
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
