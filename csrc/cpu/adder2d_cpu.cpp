@@ -56,20 +56,23 @@ namespace generic {
 }  // namespace generic
 #undef ADDER_ISA_AVX2
 
-template <typename T>
-auto forward_chunk_fn() {
+// The AVX2 build of a kernel when the CPU has it, else the baseline build.
 #ifdef ADDER_HAVE_AVX2
-  if (cpu_has_avx2()) return &avx2::forward_chunk_impl<T>;
+#define ADDER_PICK_ISA(...) \
+  (cpu_has_avx2() ? &avx2::__VA_ARGS__ : &generic::__VA_ARGS__)
+#else
+#define ADDER_PICK_ISA(...) (&generic::__VA_ARGS__)
 #endif
-  return &generic::forward_chunk_impl<T>;
-}
 
-template <typename T, bool kSign>
-auto backward_input_chunk_fn() {
-#ifdef ADDER_HAVE_AVX2
-  if (cpu_has_avx2()) return &avx2::backward_input_chunk_impl<T, kSign>;
-#endif
-  return &generic::backward_input_chunk_impl<T, kSign>;
+// Whether a layer's forward and input gradient read the (padded) input in
+// place instead of packing patches. Packing costs about K x L memory writes
+// whatever the filter count, so it pays off only over many filters: with
+// few (the 16-64-channel layers) the in-place kernels are up to 2x faster;
+// with 128+ filters packed panels were as fast or faster, and so was 1x1
+// (packing is a plain copy there) (docs/benchmarks.md). Stride 1 only: the
+// in-place tiles read consecutive input columns.
+bool use_in_place(const Adder2dShape& s) {
+  return s.sh == 1 && s.sw == 1 && s.cout_g() <= 64 && s.taps() > 1;
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
@@ -86,6 +89,16 @@ T* scratch(int64_t count) {
   }
   return reinterpret_cast<T*>(buffer.data() +
                               (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64);
+}
+
+// Scratch for `count` values that tiles may read up to `slack` values past
+// (their last columns are dropped): the slack is zeroed, so the reads stay
+// in bounds and see finite values.
+template <typename T, int Tag>
+T* scratch_with_slack(int64_t count, int64_t slack) {
+  T* p = scratch<T, Tag>(count + slack);
+  std::fill(p + count, p + count + slack, T(0));
+  return p;
 }
 
 void check_cpu(const at::Tensor& t, const char* name) {
@@ -109,10 +122,8 @@ void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
   // Tiles run up to NR - 1 positions past the last one and the taps reach
   // (kw - 1) * dw further: zeroed slack so that those reads stay in bounds.
   const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
-  T* const xp = scratch<T, 1>(s.n * s.c * plane + slack);
-  double* const csum = scratch<double, 2>(s.n * s.groups * plane + slack);
-  std::fill(xp + s.n * s.c * plane, xp + s.n * s.c * plane + slack, T(0));
-  std::fill(csum + s.n * s.groups * plane, csum + s.n * s.groups * plane + slack, 0.);
+  T* const xp = scratch_with_slack<T, 1>(s.n * s.c * plane, slack);
+  double* const csum = scratch_with_slack<double, 2>(s.n * s.groups * plane, slack);
   at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t c = nc % s.c, g = c / cin_g;
@@ -157,10 +168,7 @@ void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
   int64_t lc = (256 << 10) / (int64_t)sizeof(T) / std::max<int64_t>(1, s.cout_g());
   lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
   const int64_t chunks = (positions + lc - 1) / lc;
-  auto fn = &generic::forward_implicit_chunk_impl<T>;
-#ifdef ADDER_HAVE_AVX2
-  if (cpu_has_avx2()) fn = &avx2::forward_implicit_chunk_impl<T>;
-#endif
+  const auto fn = ADDER_PICK_ISA(forward_implicit_chunk_impl<T>);
   at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
     const int64_t ld = (lc + NR - 1) / NR * NR;
     T* yc = scratch<T>(s.cout_g() * ld + ld);
@@ -234,12 +242,7 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
       finite = std::isfinite(wsum[t]);
     if (finite) w = wshift.data();
     const scalar_t* ws = finite ? wsum.data() : nullptr;
-    // Packing costs about K x L memory writes whatever the filter count, so
-    // it pays off only over many filters: with few (the 16-64-channel
-    // layers), reading the padded input in place is up to 2x faster; with
-    // 128+ filters packed panels were as fast or faster, and so was 1x1
-    // (packing is a plain copy there) (docs/benchmarks.md).
-    if (s.sh == 1 && s.sw == 1 && cout_g <= 64 && s.taps() > 1) {
+    if (use_in_place(s)) {
       forward_implicit(x, w, ws, finite ? shift.data() : nullptr, y, s);
       return;
     }
@@ -256,7 +259,7 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     int64_t lc = (1 << 20) / (int64_t)sizeof(scalar_t) / K;
     lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
     const int64_t chunks = (L + lc - 1) / lc;
-    const auto fn = forward_chunk_fn<scalar_t>();
+    const auto fn = ADDER_PICK_ISA(forward_chunk_impl<scalar_t>);
     at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
       const int64_t np = (lc + NR - 1) / NR;
       scalar_t* panels = scratch<scalar_t>(np * NR * K + np * NR);
@@ -283,10 +286,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   const int64_t gplane = hg * wg, xplane = s.h * wg, taps = s.taps();
   const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * taps;
   const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
-  T* const gp = scratch<T, 1>(s.n * s.cout * gplane + slack);
-  T* const xq = scratch<T, 3>(s.n * s.c * xplane + slack);
-  std::fill(gp + s.n * s.cout * gplane, gp + s.n * s.cout * gplane + slack, T(0));
-  std::fill(xq + s.n * s.c * xplane, xq + s.n * s.c * xplane + slack, T(0));
+  T* const gp = scratch_with_slack<T, 1>(s.n * s.cout * gplane, slack);
+  T* const xq = scratch_with_slack<T, 3>(s.n * s.c * xplane, slack);
   at::parallel_for(0, s.n * s.cout, 4, [&](int64_t b, int64_t e) {
     for (int64_t nt = b; nt < e; ++nt) {
       T* d = gp + nt * gplane;
@@ -325,10 +326,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       goff[t * taps + tap] = t * gplane + (s.kh - 1 - i) * s.dh * wg +
                              (s.kw - 1 - j) * s.dw;
     }
-  auto fn = &generic::backward_input_implicit_chunk_impl<T, kSign>;
-#ifdef ADDER_HAVE_AVX2
-  if (cpu_has_avx2()) fn = &avx2::backward_input_implicit_chunk_impl<T, kSign>;
-#endif
+  const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
   const int64_t positions = xplane, lc = 16 * NR;
   const int64_t chunks = (positions + lc - 1) / lc;
   at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
@@ -352,30 +350,30 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   check_cpu(input_, "input");
   check_grad_output(grad_output_, s, input_);
   const auto input = input_.contiguous();
-  const auto weight_t = weight_.reshape({groups, s.cout_g(), s.k()})
-                            .transpose(1, 2).contiguous();
+  const auto weight = weight_.contiguous();
   const auto grad_output = grad_output_.contiguous();
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
-    // As in the forward, for layers with few filters; and not for 1x1,
-    // whose gather/scatter is a plain copy (measured slower in place).
-    if (s.sh == 1 && s.sw == 1 && s.cout_g() <= 64 && s.taps() > 1) {
+    if (use_in_place(s)) {
       const auto fn = sign_grad ? &backward_input_implicit<scalar_t, true>
                                 : &backward_input_implicit<scalar_t, false>;
       fn(grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),
-         weight_.contiguous().data_ptr<scalar_t>(),
-         grad_input.data_ptr<scalar_t>(), s);
+         weight.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s);
       return;
     }
+    // Packed path: filters as [groups][K][cout_g], each row streams.
+    const auto weight_t = weight.reshape({groups, s.cout_g(), s.k()})
+                              .transpose(1, 2).contiguous();
     // Channel blocks: enough tasks to fill the threads, whole channels each.
     const int64_t cin_g = s.cin_g();
     const int64_t want = 4 * at::get_num_threads();
     const int64_t per = std::max<int64_t>(
         1, cin_g / std::max<int64_t>(1, want / std::max<int64_t>(1, s.n * s.groups)));
     const int64_t blocks = (cin_g + per - 1) / per;
-    const auto fn = sign_grad ? backward_input_chunk_fn<scalar_t, true>()
-                              : backward_input_chunk_fn<scalar_t, false>();
+    const auto fn = sign_grad
+                        ? ADDER_PICK_ISA(backward_input_chunk_impl<scalar_t, true>)
+                        : ADDER_PICK_ISA(backward_input_chunk_impl<scalar_t, false>);
     const scalar_t* go = grad_output.data_ptr<scalar_t>();
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight_t.data_ptr<scalar_t>();
