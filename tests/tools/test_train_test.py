@@ -184,11 +184,10 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
                                    'optim_wrapper.optimizer.type=SGD',
                                    'optim_wrapper.optimizer.lr=0.01',
                                    'optim_wrapper.optimizer.momentum=0.9',
-                                   'optim_wrapper.optimizer.weight_decay=0.0001',
-                                   'model.backbone.norm_cfg.type=GN',
-                                   'model.backbone.norm_cfg.num_groups=8',
-                                   'model.neck.norm_cfg.type=GN',
-                                   'model.neck.norm_cfg.num_groups=8']
+                                   'optim_wrapper.optimizer.weight_decay=0.0001']
+    # The same group norm for both runs (cfg-options take one key a value).
+    extra += [f'{key}.{k}={v}' for key, norm in gn.items()
+              for k, v in norm.items()]
     run('tools/train.py', config, '--work-dir', tmp_path / 's',
         '--cfg-options', *overrides(data_root, 1, extra))
     env = dict(os.environ, PORT='29517', PYTHON=sys.executable)
