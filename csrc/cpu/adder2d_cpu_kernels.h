@@ -377,6 +377,37 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
 }
 
+// The sign rule where no filter value equals an input value and nothing is
+// NaN (the caller checks, see sign_tie_channels): then sign(w - x) =
+// 2 [w > x] - 1, so the tile accumulates only acc[i][j] = sum_r g[r][j]
+// [w[i][r] > x[i][j]] (a compare, an and, an add a term, against two
+// compares, two blends and an FMA) and the caller forms 2 acc - sum_r g[r][j].
+// One vector of columns; more rows than the exact tile fit in registers.
+constexpr int kBwdFastMR = 6;
+template <typename T, int MR, typename GRows>
+ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
+                                                int64_t ldw, GRows grows,
+                                                const T* const* xrows,
+                                                T (*dcol)[Vec<T>::width],
+                                                int rows) {
+  using V = typename Vec<T>::type;
+  const V zero = {};
+  V acc[MR] = {}, xv[MR];
+  const T* wr[MR];
+  for (int i = 0; i < MR; ++i) {
+    const int row = std::min(i, rows - 1);
+    wr[i] = wt + row * ldw;
+    xv[i] = vload(xrows[row]);
+  }
+  for (int64_t t = 0; t < R; ++t) {
+    const V gv = vload(grows(t));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+      acc[i] += vsplat(wr[i][t]) > xv[i] ? gv : zero;
+  }
+  for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], &acc[i], sizeof(acc[i]));
+}
+
 // One input-gradient task: sample n, group g, input channels [c0, c1) of
 // the group. Owns dX(n, g * cin_g + [c0, c1)), so it writes without atomics.
 // wt: filters as [groups][K][cout_g].
@@ -451,11 +482,16 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
 // values of every (filter, tap) term. wr: filters as [groups][cin_g][R],
 // R = cout_g * taps, term r = t * taps + tap. A task owns positions
 // [lq0, lq0 + lc) of (n, g) for every channel of the group: plain stores.
+//
+// Sign rule, fast tile: tie is one flag per (sample, channel), set where the
+// channel has an input value equal to one of its filter values or a NaN
+// (null: no fast tile); gsum, per (n, g), the padded output gradient summed
+// over the group's filters, whose tap sums are the tile's sum_r g[r][j].
 template <typename T, bool kSign>
 inline void backward_input_implicit_chunk_impl(
-    const T* gp, const T* xq, const T* wr, const int64_t* goff, T* gx,
-    const Adder2dShape& s, int64_t hg, int64_t wg, int64_t n, int64_t g,
-    int64_t lq0, int64_t lc) {
+    const T* gp, const T* xq, const T* wr, const int64_t* goff,
+    const uint8_t* tie, const T* gsum, T* gx, const Adder2dShape& s,
+    int64_t hg, int64_t wg, int64_t n, int64_t g, int64_t lq0, int64_t lc) {
   constexpr int NR = bwd_nr<T, kSign>();
   const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * s.taps();
   const int64_t gplane = hg * wg, xplane = s.h * wg, HW = s.h * s.w;
@@ -463,6 +499,7 @@ inline void backward_input_implicit_chunk_impl(
   const T* xg = xq + (n * s.c + g * cin_g) * xplane;
   const T* wgrp = wr + g * cin_g * R;
   T* gxg = gx + (n * s.c + g * cin_g) * HW;
+  const uint8_t* tie_ng = tie ? tie + n * s.c + g * cin_g : nullptr;
   for (int64_t q0 = 0; q0 < lc; q0 += NR) {
     const int64_t lq = lq0 + q0;
     int64_t dst[NR];  // dX offset in the plane, -1: dropped column
@@ -471,11 +508,15 @@ inline void backward_input_implicit_chunk_impl(
       dst[j] = (q0 + j < lc && w < s.w && h < s.h) ? h * s.w + w : -1;
     }
     const OffsetRows<T> gr{gpg + lq, goff};
-    for (int64_t c = 0; c < cin_g; c += kBwdMR) {
-      const int rows = (int)std::min<int64_t>(kBwdMR, cin_g - c);
-      const T* xr[kBwdMR];
-      for (int i = 0; i < kBwdMR; ++i)
+    // Tile rows c.. (rows of them, the last repeated up to MR).
+    auto rows_from = [&](int64_t c, int rows, const T** xr, int mr) {
+      for (int i = 0; i < mr; ++i)
         xr[i] = xg + (c + std::min(i, rows - 1)) * xplane + lq;
+    };
+    // Exact tiles for channels [c, c + rows), rows <= kBwdMR.
+    auto exact = [&](int64_t c, int rows) {
+      const T* xr[kBwdMR];
+      rows_from(c, rows, xr, kBwdMR);
       T dcol[kBwdMR][NR];
       if (rows == kBwdMR)
         backward_input_tile<T, kBwdMR, kSign>(R, wgrp + c * R, R, gr, xr,
@@ -487,6 +528,58 @@ inline void backward_input_implicit_chunk_impl(
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < NR; ++j)
           if (dst[j] >= 0) gxg[(c + i) * HW + dst[j]] = dcol[i][j];
+    };
+    if constexpr (kSign) {
+      if (tie_ng) {
+        // Runs of tie-free channels take the fast tile, the others the
+        // exact one. gtot[j]: the output gradient summed over the terms.
+        T gtot[NR] = {};
+        const T* gs = gsum + (n * s.groups + g) * gplane + lq;
+        for (int64_t tap = 0; tap < s.taps(); ++tap)
+          for (int j = 0; j < NR; ++j) gtot[j] += gs[goff[tap] + j];
+        for (int64_t c = 0; c < cin_g;) {
+          int run = 0;  // channels from c sharing c's flag, up to one tile
+          const int mr = tie_ng[c] ? kBwdMR : kBwdFastMR;
+          while (c + run < cin_g && run < mr && tie_ng[c + run] == tie_ng[c])
+            ++run;
+          if (tie_ng[c]) {
+            exact(c, run);
+          } else {
+            const T* xr[kBwdFastMR];
+            rows_from(c, run, xr, kBwdFastMR);
+            T dcol[kBwdFastMR][NR];
+            // A short run (a group's last channels) in tiles of 4, 2, 1.
+            for (int i = 0; i < run;) {
+              const T* wc = wgrp + (c + i) * R;
+              if (run - i == kBwdFastMR) {
+                backward_input_sign_fast_tile<T, kBwdFastMR>(R, wc, R, gr, xr,
+                                                             dcol, run);
+                i += kBwdFastMR;
+              } else if (run - i >= 4) {
+                backward_input_sign_fast_tile<T, 4>(R, wc, R, gr, xr + i,
+                                                    dcol + i, 4);
+                i += 4;
+              } else if (run - i >= 2) {
+                backward_input_sign_fast_tile<T, 2>(R, wc, R, gr, xr + i,
+                                                    dcol + i, 2);
+                i += 2;
+              } else {
+                backward_input_sign_fast_tile<T, 1>(R, wc, R, gr, xr + i,
+                                                    dcol + i, 1);
+                i += 1;
+              }
+            }
+            for (int i = 0; i < run; ++i)
+              for (int j = 0; j < NR; ++j)
+                if (dst[j] >= 0)
+                  gxg[(c + i) * HW + dst[j]] = T(2) * dcol[i][j] - gtot[j];
+          }
+          c += run;
+        }
+        continue;
+      }
     }
+    for (int64_t c = 0; c < cin_g; c += kBwdMR)
+      exact(c, (int)std::min<int64_t>(kBwdMR, cin_g - c));
   }
 }

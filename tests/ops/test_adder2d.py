@@ -94,6 +94,35 @@ def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
     run_case(case, dtype)
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_sign_rule_ties_give_zero(compiled, dtype, stride):
+    """sign(w - x) is 0 where a filter value equals an input value. The CPU
+    kernels take a faster tile, exact only without such ties, for the
+    (sample, channel) pairs that have none (in layers of 256+ terms a
+    value, here 32 filters x 3x3): here sample 0 of channel 0 is
+    full of ties (integers against integer filters), channel 3 has a single
+    one, channel 5 meets -0.0 against +0.0, and the other pairs none."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 9, 10, generator=g, dtype=torch.float64)
+    w = torch.randn(32, 8, 3, 3, generator=g, dtype=torch.float64)
+    x[0, 0] = torch.randint(-2, 3, (9, 10), generator=g).double()
+    w[:, 0] = torch.randint(-2, 3, (32, 3, 3), generator=g).double()
+    x[1, 3, 4, 5] = w[5, 3, 1, 1]
+    x[:, 5, 2, 2] = -0.0
+    w[2, 5, 0, 0] = 0.0
+    x, w = x.to(dtype), w.to(dtype)
+    y = adder2d(x, w, stride=stride, padding=1)
+    go = torch.randn(y.shape, generator=g, dtype=torch.float64).to(dtype)
+    got = torch.ops.adder_det.adder2d_backward_input(
+        go, x, w, [stride] * 2, [1, 1], [1, 1], 1, True)
+    expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
+                                        (stride,) * 2, (1, 1), (1, 1), 1, True)
+    for n, c in ((0, 0), (1, 3), (0, 5), (1, 5), (0, 1), (1, 0)):
+        err = rel_err(got[n, c], expect[n, c])
+        assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
+
+
 def test_compiled_kernels_actually_run(compiled):
     x = torch.randn(2, 4, 7, 7, requires_grad=True)
     w = torch.randn(6, 4, 3, 3, requires_grad=True)
