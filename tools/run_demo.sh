@@ -23,9 +23,11 @@ opts=(train_dataloader.dataset.data_root="$DATA/" val_dataloader.dataset.data_ro
       val_evaluator.ann_file="$DATA/annotations/instances_val.json"
       test_evaluator.ann_file="$DATA/annotations/instances_val.json")
 if [ -n "${DEMO_EPOCHS:-}" ]; then
-  opts+=(train_cfg.max_epochs="$DEMO_EPOCHS" train_cfg.val_interval="$DEMO_EPOCHS")
+  opts+=(train_cfg.max_epochs="$DEMO_EPOCHS")
 fi
-$PY tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "${opts[@]}"
+# No validation inside training: tools/test.py evaluates the final
+# checkpoint right after (the same numbers, computed once).
+$PY tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "${opts[@]}" train_cfg.val_begin=100000
 CKPT=$(cat "$WORK/last_checkpoint")
 $PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test" --cfg-options "${opts[@]}" 2>&1 | tee "$WORK/test.log"
 $PY tools/export.py "$CKPT" "$WORK/export/adder_fcos.pth"
