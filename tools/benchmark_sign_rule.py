@@ -4,9 +4,9 @@
 The CPU kernels compute sum g * sign(w - x) with a 3-operation tile where
 no input value of a (sample, channel) equals one of its filter values, and
 with the exact 5-operation tile elsewhere (csrc/cpu/adder2d_cpu.cpp,
-kSignFastMinTerms). This times the compiled op on the stride-1 layers of
-the main job's model (tools/benchmark_op.py's `small` set, batch 8) twice
-per layer: on post-ReLU random inputs (no ties: fast tile, plus the tie
+kSignFastMinTerms). This times the compiled op on the layers of a
+tools/benchmark_op.py set (default `small`, the main job's model at 256x256,
+batch 8; `resnet50` at 224x224, batch 2) twice per layer: on post-ReLU random inputs (no ties: fast tile, plus the tie
 check) and on the same inputs with one tie planted in every (sample,
 channel) (exact tile everywhere). Best of interleaved runs; the ratio is
 exact time / fast time (> 1: the fast tile pays). `tile` says which tile
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adder_det.ops import _backend  # noqa: E402
-from tools.benchmark_op import SMALL_LAYERS  # noqa: E402
+from tools.benchmark_op import LAYER_SETS  # noqa: E402
 
 
 def best_time(fn, rounds=6, secs=0.3):
@@ -41,9 +41,13 @@ def best_time(fn, rounds=6, secs=0.3):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--set', choices=['small', 'resnet50'], default='small')
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--batch', type=int,
+                   help='default: 8 for small, 2 for resnet50')
     args = p.parse_args(argv)
+    args.batch = args.batch or (8 if args.set == 'small' else 2)
+    _, layers = LAYER_SETS[args.set]
     if not _backend.extension_available():
         sys.exit('adder_det._C is not built: run tools/install.sh')
     torch.set_num_threads(args.threads)
@@ -51,16 +55,15 @@ def main(argv=None):
     print(f'threads={args.threads} batch={args.batch} torch={torch.__version__}')
     print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
           f'{"exact/fast":>10} tile')
-    for name, cin, cout, k, stride, size in SMALL_LAYERS:
-        if stride != 1 or k == 1:
-            continue  # strided and 1x1 layers have one (exact) tile only
+    for name, cin, cout, k, stride, size in layers:
         g = torch.Generator().manual_seed(0)
         x = torch.randn(args.batch, cin, size, size, generator=g).clamp_min(0)
         w = torch.randn(cout, cin, k, k, generator=g)
         tied = x.clone()
         tied[:, :, 0, 0] = w[0, :, 0, 0]
-        conf = ([1, 1], [k // 2] * 2, [1, 1], 1, True)
-        go = torch.randn(args.batch, cout, size, size, generator=g)
+        conf = ([stride] * 2, [k // 2] * 2, [1, 1], 1, True)
+        out = (size + 2 * (k // 2) - k) // stride + 1
+        go = torch.randn(args.batch, cout, out, out, generator=g)
         fast = lambda: op(go, x, w, *conf)  # noqa: E731
         exact = lambda: op(go, tied, w, *conf)  # noqa: E731
         fast(), exact()
@@ -68,7 +71,9 @@ def main(argv=None):
         for _ in range(3):  # interleaved against drifting machine speed
             tf = min(tf, best_time(fast, rounds=2))
             te = min(te, best_time(exact, rounds=2))
-        tile = 'fast' if cout <= 64 and cout * k * k >= 256 else 'exact'
+        fast = (cout * k * k >= 256 * stride ** 2
+                and args.batch * size * size >= 512)
+        tile = 'fast' if fast else 'exact'
         print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} {te * 1e3:8.2f} '
               f'{te / tf:10.2f} {tile}')
 

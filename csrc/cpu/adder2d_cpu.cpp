@@ -285,20 +285,14 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
 // so flags are rare; the check must only be cheap next to the R = cout_g *
 // taps terms each input value costs: a bitmap of the channel's filter
 // values (hash bits, about 64 bits a value; bit 0 only for +-0) answers
-// nearly every value, and a set bit is confirmed or refuted against the
-// sorted filter values.
-// The check and the sums cost about as much a value as the fast tile saves
-// over 144 terms (16 filters x 3x3: measured 0.84-1.14x the exact tile's
-// time); from 288 terms on it gains (32 filters: 1.0-1.07x, 64: 1.31x;
-// docs/benchmarks.md).
-constexpr int64_t kSignFastMinTerms = 256;
-
+// nearly every value, and a set bit is confirmed or refuted by scanning the
+// channel's filter values. wc: each channel's R filter values contiguous,
+// [groups][cin_g][R] (both input-gradient paths have them so).
 template <typename T>
-std::vector<uint8_t> sign_tie_channels(const T* x, const T* w,
+std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
                                        const Adder2dShape& s) {
   using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), taps = s.taps();
-  const int64_t R = cout_g * taps, HW = s.h * s.w;
+  const int64_t R = s.cout_g() * s.taps(), HW = s.h * s.w;
   int bits = 12;
   while ((int64_t(1) << bits) < 64 * R && bits < 17) ++bits;
   // -0 and +0 compare equal: both map to the bits of +0 (v + 0 == +0).
@@ -308,44 +302,59 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* w,
     std::memcpy(&b, &v, sizeof(b));
     return b;
   };
-  auto index = [bits](Bits k) {
-    const Bits h = (k * (Bits)0x9E3779B97F4A7C15ULL) >> (sizeof(Bits) * 8 - bits);
-    return h + (Bits)(h == 0 && k != 0);  // 0 is +-0's alone
+  auto index = [bits](Bits k) {  // bit 0 is +-0's alone
+    const Bits h =
+        (Bits)((k * (Bits)0x9E3779B97F4A7C15ULL) >> (sizeof(Bits) * 8 - bits));
+    return h + (Bits)(h == 0 && k != 0);
   };
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
-    std::vector<Bits> keys(R);
-    auto in_map = [&](Bits k) {
-      const Bits i = index(k);
-      return (map[i >> 6] >> (i & 63)) & 1;
-    };
-    for (int64_t gc = b; gc < e; ++gc) {
-      const int64_t g = gc / cin_g, c = gc % cin_g;
+    for (int64_t c = b; c < e; ++c) {
+      const T* f = wc + c * R;
       std::fill(map.begin(), map.end(), 0);
       bool nan = false;
-      for (int64_t t = 0; t < cout_g; ++t)
-        for (int64_t tap = 0; tap < taps; ++tap) {
-          const T v = w[((g * cout_g + t) * cin_g + c) * taps + tap];
-          nan = nan || v != v;
-          const Bits k = key(v), i = index(k);
-          keys[t * taps + tap] = k;
-          map[i >> 6] |= uint64_t(1) << (i & 63);
-        }
-      std::sort(keys.begin(), keys.end());
+      for (int64_t r = 0; r < R; ++r) {
+        const Bits i = index(key(f[r]));
+        map[i >> 6] |= uint64_t(1) << (i & 63);
+        nan = nan || f[r] != f[r];
+      }
       for (int64_t n = 0; n < s.n; ++n) {
         bool hit = nan;
-        const T* p = x + (n * s.c + gc) * HW;
+        const T* p = x + (n * s.c + c) * HW;
         for (int64_t q = 0; q < HW && !hit; ++q) {
-          const Bits k = key(p[q]);
-          if (__builtin_expect(in_map(k) || p[q] != p[q], 0))
-            hit = p[q] != p[q] ||
-                  std::binary_search(keys.begin(), keys.end(), k);
+          const Bits i = index(key(p[q]));
+          if (__builtin_expect(((map[i >> 6] >> (i & 63)) & 1) || p[q] != p[q], 0))
+            hit = p[q] != p[q] || std::find(f, f + R, p[q]) != f + R;
         }
-        tie[n * s.c + gc] = hit;
+        tie[n * s.c + c] = hit;
       }
     }
   });
+  return tie;
+}
+
+// The check and the sums cost about as much a value as the fast tile saves
+// over 144 terms (16 filters x 3x3: measured 0.84-1.14x the exact tile's
+// time); from 288 terms on it gains (32 filters: 1.0-1.08x, 64: 1.25-1.32x;
+// docs/benchmarks.md). With few positions per channel (ResNet-50's last
+// stages at 224x224) the per-filter part of the check outweighs the gain.
+constexpr int64_t kSignFastMinTerms = 256, kSignFastMinPositions = 512;
+
+// The tie flags for the input gradient's fast sign tile, or none (empty)
+// where it does not run: hardtanh rule, too few terms or positions, every
+// pair tied. wc as for sign_tie_channels.
+template <typename T>
+std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
+                                    const Adder2dShape& s, bool sign_grad) {
+  // Terms an input value meets: each is in about taps / (sh sw) patches.
+  if (!sign_grad ||
+      s.cout_g() * s.taps() < kSignFastMinTerms * s.sh * s.sw ||
+      s.n * s.h * s.w < kSignFastMinPositions)
+    return {};
+  std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
+  if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))
+    tie.clear();
   return tie;
 }
 
@@ -403,13 +412,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     }
   // Sign rule: the fast tile where no input meets a filter value, and the
   // output gradient summed over each group's filters for it.
-  std::vector<uint8_t> tie;
+  const std::vector<uint8_t> tie = sign_fast_ties(x, wr.data(), s, kSign);
   T* gsum = nullptr;
-  if (kSign && R >= kSignFastMinTerms) {
-    tie = sign_tie_channels(x, w, s);
-    if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))
-      tie.clear();
-  }
   if (!tie.empty()) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
     at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
@@ -475,13 +479,15 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight_t.data_ptr<scalar_t>();
     scalar_t* gx = grad_input.data_ptr<scalar_t>();
+    const std::vector<uint8_t> tie = sign_fast_ties(x, w, s, sign_grad);
     at::parallel_for(0, s.n * s.groups * blocks, 1, [&](int64_t b, int64_t e) {
       // g panel of NR columns (the hardtanh rule has the wider tiles)
       scalar_t* gbuf = scratch<scalar_t>(s.cout_g() * generic::bwd_nr<scalar_t, false>());
       for (int64_t task = b; task < e; ++task) {
         const int64_t blk = task % blocks, ng = task / blocks;
         const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);
-        fn(go, x, w, gx, s, ng / s.groups, ng % s.groups, c0, c1, gbuf);
+        fn(go, x, w, tie.empty() ? nullptr : tie.data(), gx, s, ng / s.groups,
+           ng % s.groups, c0, c1, gbuf);
       }
     });
   });

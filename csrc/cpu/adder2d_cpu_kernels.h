@@ -408,31 +408,70 @@ ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], &acc[i], sizeof(acc[i]));
 }
 
+// Fast tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
+// tiles, then the rest in tiles of 4, 2, 1.
+template <typename T, typename GRows>
+ADDER_INLINE void backward_input_sign_fast_rows(int64_t R, const T* wt,
+                                                int64_t ldw, GRows grows,
+                                                const T* const* xrows,
+                                                T (*dcol)[Vec<T>::width],
+                                                int rows) {
+  for (int i = 0; i < rows;) {
+    const T* w = wt + i * ldw;
+    if (rows - i >= kBwdFastMR) {
+      backward_input_sign_fast_tile<T, kBwdFastMR>(R, w, ldw, grows, xrows + i,
+                                                   dcol + i, kBwdFastMR);
+      i += kBwdFastMR;
+    } else if (rows - i >= 4) {
+      backward_input_sign_fast_tile<T, 4>(R, w, ldw, grows, xrows + i,
+                                          dcol + i, 4);
+      i += 4;
+    } else if (rows - i >= 2) {
+      backward_input_sign_fast_tile<T, 2>(R, w, ldw, grows, xrows + i,
+                                          dcol + i, 2);
+      i += 2;
+    } else {
+      backward_input_sign_fast_tile<T, 1>(R, w, ldw, grows, xrows + i,
+                                          dcol + i, 1);
+      i += 1;
+    }
+  }
+}
+
 // One input-gradient task: sample n, group g, input channels [c0, c1) of
 // the group. Owns dX(n, g * cin_g + [c0, c1)), so it writes without atomics.
 // wt: filters as [groups][K][cout_g].
+//
+// tie: as in the in-place path below, one flag per (sample, channel), null
+// for no fast tile; rows of a flagged channel take the exact tile.
 template <typename T, bool kSign>
 inline void backward_input_chunk_impl(const T* go, const T* x,
-                                            const T* wt, T* gx,
-                                            const Adder2dShape& s, int64_t n,
-                                            int64_t g, int64_t c0, int64_t c1,
-                                            T* gbuf) {
+                                            const T* wt, const uint8_t* tie,
+                                            T* gx, const Adder2dShape& s,
+                                            int64_t n, int64_t g, int64_t c0,
+                                            int64_t c1, T* gbuf) {
   constexpr int NR = bwd_nr<T, kSign>();
+  constexpr int kRows = kSign ? std::max(kBwdMR, kBwdFastMR) : kBwdMR;
   const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), T_ = s.taps();
   const int64_t HW = s.h * s.w;
   const T* xg = x + (n * s.c + g * s.cin_g()) * HW;
   T* gxg = gx + (n * s.c + g * s.cin_g()) * HW;
   const T* gog = go + (n * s.cout + g * cout_g) * L;
   const T* wg = wt + g * K * cout_g;
+  const uint8_t* tie_ng = tie ? tie + n * s.c + g * s.cin_g() : nullptr;
   std::fill(gxg + c0 * HW, gxg + c1 * HW, T(0));
   const int64_t r0 = c0 * T_, r1 = c1 * T_;  // patch rows owned
+  const int64_t step = kSign && tie_ng ? kBwdFastMR : kBwdMR;
   for (int64_t l0 = 0; l0 < L; l0 += NR) {
     const int cols = (int)std::min<int64_t>(NR, L - l0);
-    // g(t, l0 .. l0 + NR), zero-padded past L.
+    // g(t, l0 .. l0 + NR), zero-padded past L; gtot: its sum over t.
+    T gtot[NR] = {};
     for (int64_t t = 0; t < cout_g; ++t) {
       T* dst = gbuf + t * NR;
       std::memcpy(dst, gog + t * L + l0, cols * sizeof(T));
       std::fill(dst + cols, dst + NR, T(0));
+      if (tie_ng)
+        for (int j = 0; j < NR; ++j) gtot[j] += dst[j];
     }
     // Output position -> input offset of tap (0, 0).
     int64_t hbase[NR], wbase[NR];
@@ -441,13 +480,15 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
       hbase[j] = (l / s.wout) * s.sh - s.ph;
       wbase[j] = (l % s.wout) * s.sw - s.pw;
     }
-    for (int64_t r = r0; r < r1; r += kBwdMR) {
-      const int rows = (int)std::min<int64_t>(kBwdMR, r1 - r);
-      T xt[kBwdMR][NR], dcol[kBwdMR][NR];
-      int64_t idx[kBwdMR][NR];  // -1 where the tap is padding
+    for (int64_t r = r0; r < r1; r += step) {
+      const int rows = (int)std::min<int64_t>(step, r1 - r);
+      T xt[kRows][NR], dcol[kRows][NR];
+      int64_t idx[kRows][NR];  // -1 where the tap is padding
+      bool fast = tie_ng != nullptr;
       for (int i = 0; i < rows; ++i) {
         const int64_t k = r + i, c = k / T_, tap = k % T_;
         const int64_t di = (tap / s.kw) * s.dh, dj = (tap % s.kw) * s.dw;
+        if (tie_ng && tie_ng[c]) fast = false;
         for (int j = 0; j < NR; ++j) {
           const int64_t hi = hbase[j] + di, wi = wbase[j] + dj;
           const bool in = j < cols && hi >= 0 && hi < s.h && wi >= 0 && wi < s.w;
@@ -455,16 +496,32 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
           xt[i][j] = in ? xg[idx[i][j]] : T(0);
         }
       }
-      const T* xr[kBwdMR];
-      for (int i = 0; i < kBwdMR; ++i) xr[i] = xt[std::min(i, rows - 1)];
+      const T* xr[kRows];
+      for (int i = 0; i < kRows; ++i) xr[i] = xt[std::min(i, rows - 1)];
       const StridedRows<T> gr{gbuf, NR};
-      if (rows == kBwdMR)
-        backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + r * cout_g, cout_g,
-                                              gr, xr, dcol, rows);
-      else
-        for (int i = 0; i < rows; ++i)
+      if constexpr (kSign) {
+        if (fast) {
+          backward_input_sign_fast_rows(cout_g, wg + r * cout_g, cout_g, gr,
+                                        xr, dcol, rows);
+          for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < cols; ++j)
+              if (idx[i][j] >= 0)
+                gxg[idx[i][j]] += T(2) * dcol[i][j] - gtot[j];
+          continue;
+        }
+      }
+      for (int i = 0; i < rows;) {
+        if (rows - i >= kBwdMR) {
+          backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + (r + i) * cout_g,
+                                                cout_g, gr, xr + i, dcol + i,
+                                                kBwdMR);
+          i += kBwdMR;
+        } else {
           backward_input_tile<T, 1, kSign>(cout_g, wg + (r + i) * cout_g,
                                            cout_g, gr, xr + i, dcol + i, 1);
+          i += 1;
+        }
+      }
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < cols; ++j)
           if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
@@ -548,27 +605,8 @@ inline void backward_input_implicit_chunk_impl(
             const T* xr[kBwdFastMR];
             rows_from(c, run, xr, kBwdFastMR);
             T dcol[kBwdFastMR][NR];
-            // A short run (a group's last channels) in tiles of 4, 2, 1.
-            for (int i = 0; i < run;) {
-              const T* wc = wgrp + (c + i) * R;
-              if (run - i == kBwdFastMR) {
-                backward_input_sign_fast_tile<T, kBwdFastMR>(R, wc, R, gr, xr,
-                                                             dcol, run);
-                i += kBwdFastMR;
-              } else if (run - i >= 4) {
-                backward_input_sign_fast_tile<T, 4>(R, wc, R, gr, xr + i,
-                                                    dcol + i, 4);
-                i += 4;
-              } else if (run - i >= 2) {
-                backward_input_sign_fast_tile<T, 2>(R, wc, R, gr, xr + i,
-                                                    dcol + i, 2);
-                i += 2;
-              } else {
-                backward_input_sign_fast_tile<T, 1>(R, wc, R, gr, xr + i,
-                                                    dcol + i, 1);
-                i += 1;
-              }
-            }
+            backward_input_sign_fast_rows(R, wgrp + c * R, R, gr, xr, dcol,
+                                          run);
             for (int i = 0; i < run; ++i)
               for (int j = 0; j < NR; ++j)
                 if (dst[j] >= 0)

@@ -94,20 +94,22 @@ def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
     run_case(case, dtype)
 
 
-@pytest.mark.parametrize('stride', [1, 2])
+# (filters, stride): the in-place and the packed path, each with enough
+# terms (filters x taps / stride^2 >= 256) and positions (>= 512 input
+# positions a channel) for the fast tile.
+@pytest.mark.parametrize('cout,stride', [(32, 1), (128, 2)])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_sign_rule_ties_give_zero(compiled, dtype, stride):
+def test_sign_rule_ties_give_zero(compiled, dtype, cout, stride):
     """sign(w - x) is 0 where a filter value equals an input value. The CPU
     kernels take a faster tile, exact only without such ties, for the
-    (sample, channel) pairs that have none (in layers of 256+ terms a
-    value, here 32 filters x 3x3): here sample 0 of channel 0 is
+    (sample, channel) pairs that have none: here sample 0 of channel 0 is
     full of ties (integers against integer filters), channel 3 has a single
     one, channel 5 meets -0.0 against +0.0, and the other pairs none."""
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 8, 9, 10, generator=g, dtype=torch.float64)
-    w = torch.randn(32, 8, 3, 3, generator=g, dtype=torch.float64)
-    x[0, 0] = torch.randint(-2, 3, (9, 10), generator=g).double()
-    w[:, 0] = torch.randint(-2, 3, (32, 3, 3), generator=g).double()
+    x = torch.randn(2, 8, 16, 17, generator=g, dtype=torch.float64)
+    w = torch.randn(cout, 8, 3, 3, generator=g, dtype=torch.float64)
+    x[0, 0] = torch.randint(-2, 3, (16, 17), generator=g).double()
+    w[:, 0] = torch.randint(-2, 3, (cout, 3, 3), generator=g).double()
     x[1, 3, 4, 5] = w[5, 3, 1, 1]
     x[:, 5, 2, 2] = -0.0
     w[2, 5, 0, 0] = 0.0
