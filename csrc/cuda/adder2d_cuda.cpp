@@ -32,6 +32,22 @@ void check_cuda(const at::Tensor& t, const char* name) {
               t.device());
 }
 
+// Multiprocessors of the current device: the kernels split a reduction
+// when their grid would leave some idle.
+int sm_count(const at::Tensor& t) {
+  int n = 0;
+  const cudaError_t err = cudaDeviceGetAttribute(
+      &n, cudaDevAttrMultiProcessorCount, t.device().index());
+  TORCH_CHECK(err == cudaSuccess, "adder2d: cannot query the device: ",
+              cudaGetErrorString(err));
+  return n;
+}
+
+// The kernels' split-K workspace (accumulator type), or an empty tensor.
+at::Tensor workspace(size_t bytes, const at::Tensor& like) {
+  return at::empty({(int64_t)bytes}, like.options().dtype(at::kByte));
+}
+
 void check_launch(cudaError_t err, const char* what) {
   TORCH_CHECK(err == cudaSuccess, "adder2d: ", what, " kernel launch failed: ",
               cudaGetErrorString(err));
@@ -51,12 +67,21 @@ at::Tensor adder2d_forward_cuda_op(const at::Tensor& input_,
   auto out = at::empty({s.n, s.cout, s.hout, s.wout}, input.options());
   if (out.numel() == 0) return out;
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int sms = sm_count(input);
+  // Split reductions add partial sums atomically unless deterministic
+  // algorithms are asked for (torch.use_deterministic_algorithms).
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "adder2d_forward_cuda",
       [&] {
+        using T = typename CudaType<scalar_t>::type;
+        auto ws = workspace(
+            adder2d_forward_cuda_workspace<T>(s, sms, deterministic), input);
         check_launch(adder2d_forward_cuda(cptr<scalar_t>(input),
                                           cptr<scalar_t>(weight),
-                                          mptr<scalar_t>(out), s, stream),
+                                          mptr<scalar_t>(out), s,
+                                          ws.data_ptr(), sms, deterministic,
+                                          stream),
                      "forward");
       });
   return out;
@@ -75,18 +100,31 @@ at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
   check_grad_output(grad_output_, s, input_);
   const c10::cuda::CUDAGuard guard(input_.device());
   const auto input = input_.contiguous();
-  const auto weight = weight_.contiguous();
   const auto grad_output = grad_output_.contiguous();
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
+  // Filters as (groups, taps, Cout/g, C/g): the kernel reads a row of
+  // channels for one (tap, filter) contiguously.
+  const auto wt = weight_.reshape({s.groups, s.cout_g(), s.cin_g(), s.taps()})
+                      .permute({0, 3, 1, 2})
+                      .contiguous();
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int sms = sm_count(input);
+  // Split reductions add partial sums atomically unless deterministic
+  // algorithms are asked for (torch.use_deterministic_algorithms).
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "adder2d_bwd_input_cuda",
       [&] {
+        using T = typename CudaType<scalar_t>::type;
+        auto ws = workspace(adder2d_backward_input_cuda_workspace<T>(
+                                s, sms, deterministic),
+                            input);
         check_launch(adder2d_backward_input_cuda(
                          cptr<scalar_t>(grad_output), cptr<scalar_t>(input),
-                         cptr<scalar_t>(weight), mptr<scalar_t>(grad_input),
-                         s, sign_grad, stream),
+                         cptr<scalar_t>(wt), mptr<scalar_t>(grad_input), s,
+                         sign_grad, ws.data_ptr(), sms, deterministic,
+                         stream),
                      "input-gradient");
       });
   return grad_input;

@@ -5,21 +5,40 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "../common/adder2d_shape.h"
 
 namespace adder_det {
 
+// Where a call's grid would not fill the GPU (sm_count multiprocessors), the
+// reduction is split over blocks. float/double partial sums are added into
+// the output atomically unless deterministic (then, and for half types, they
+// go to a workspace of this many bytes, 0 if none is needed, which the
+// caller allocates and passes in, and are summed in a fixed order).
+template <typename T>
+size_t adder2d_forward_cuda_workspace(const Adder2dShape& s, int sm_count,
+                                      bool deterministic);
+template <typename T>
+size_t adder2d_backward_input_cuda_workspace(const Adder2dShape& s,
+                                             int sm_count, bool deterministic);
+
 // y(n, t, oh, ow) = -sum |x_patch - w(t)|
 template <typename T>
 cudaError_t adder2d_forward_cuda(const T* x, const T* w, T* y,
-                                 const Adder2dShape& s, cudaStream_t stream);
+                                 const Adder2dShape& s, void* workspace,
+                                 int sm_count, bool deterministic,
+                                 cudaStream_t stream);
 
 // gx(n, c, h, w) = sum over (t, tap) hitting (h, w) of
 //                  g(n, t, oh, ow) * G(w(t, c, tap) - x(n, c, h, w))
+// wt: the filters as (groups, kh * kw, Cout / groups, C / groups).
 template <typename T>
 cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
-                                        const T* w, T* grad_in,
+                                        const T* wt, T* grad_in,
                                         const Adder2dShape& s, bool sign_grad,
+                                        void* workspace, int sm_count,
+                                        bool deterministic,
                                         cudaStream_t stream);
 
 }  // namespace adder_det

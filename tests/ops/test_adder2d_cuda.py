@@ -52,6 +52,10 @@ def _compare_primitives(x, w, conf, tol, sign=True):
     (2, 64, 200, 167, 64, 3, 2, 1, 1),
     (1, 96, 33, 35, 96, 3, 1, 2, 96),
     (3, 24, 50, 50, 36, 5, 2, 2, 3),
+    # few output columns, long reductions: split into partial sums
+    (2, 512, 7, 7, 512, 3, 1, 1, 1),
+    (2, 2048, 7, 7, 512, 1, 1, 0, 1),
+    (1, 256, 13, 13, 2048, 1, 1, 0, 1),
 ])
 def test_large_shapes_and_tile_tails(shape):
     n, c, h, w, cout, k, s, p, g = shape
@@ -98,3 +102,32 @@ def test_tf32_setting_is_restored():
     torch.ops.adder_det.adder2d_backward_weight(g, x, w, [1, 1], [1, 1],
                                                 [1, 1], 1)
     assert torch.backends.cudnn.allow_tf32
+
+
+def test_split_reductions_deterministic_mode_repeats_bitwise():
+    # 7x7 positions, 4608-long reductions: the kernels split the reduction
+    # over blocks. By default the partial sums are added atomically (order,
+    # hence last bits, may vary); with deterministic algorithms on they go
+    # through a workspace summed in a fixed order: identical every call.
+    torch.manual_seed(0)
+    x = torch.randn(2, 512, 7, 7, device='cuda')
+    w = torch.randn(512, 512, 3, 3, device='cuda')
+    g = torch.randn(2, 512, 7, 7, device='cuda')
+    conf = ([1, 1], [1, 1], [1, 1], 1)
+
+    def run():
+        return (torch.ops.adder_det.adder2d(x, w, *conf),
+                torch.ops.adder_det.adder2d_backward_input(g, x, w, *conf,
+                                                           True))
+
+    fast = run()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = run(), run()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for a, b, f in zip(first, second, fast):
+        assert torch.equal(a, b)
+        assert rel_err(f, a) < 1e-5
+    y_ref = ref.adder2d_forward(x.double().cpu(), w.double().cpu(), *conf)
+    assert rel_err(first[0], y_ref) < 1e-4

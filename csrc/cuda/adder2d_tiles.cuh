@@ -1,0 +1,509 @@
+// Tiles, kernels and launch plans of the CUDA adder2d (device code and
+// host-side planning, no launches): adder2d_kernel.cu launches them, and
+// tests/ops/test_cuda_emulated.py compiles them for the host, 256 threads a block,
+// so that CI checks their indexing without a GPU.
+//
+// Forward and input gradient as implicit GEMMs
+// (no im2col buffer: patches are gathered from the input while tiles are
+// loaded, so memory is O(input + output + weights), plus a split-K
+// workspace of at most a few output sizes where the grid would be too small).
+//
+// forward: C[t][q] = -sum_k |F[t][k] - Xcol[k][q]|, q = (n, oh, ow).
+// input gradient: D[c][p] = sum_{r=(tap, t)} G[r][p] * act(F[t][c][tap]
+//   - X[c][p]), p = (n, h, w): G[r][p] is the output gradient at the output
+//   position that reads p through tap (0 if none); X stays in registers.
+//   Each (c, p) is owned by one thread: no atomics.
+//
+// Both: a block computes a BM x BN tile of the result with 256 threads, each
+// a TM x TN register tile (TM, TN multiples of 4: rows and columns come in
+// groups of 4 spaced TY*4 / TX*4 apart, so shared memory is read with 16-byte
+// loads without bank conflicts). The reduction runs in steps of BK through
+// two shared-memory buffers: the global loads of step s+1 are issued into
+// registers before the arithmetic of step s and stored after it, one barrier
+// a step. Gather indices advance incrementally (no integer division in the
+// loop). An adder MAC is two FADDs (the second with the |.| modifier), so the
+// 8x8 tile reads 16 shared values per 128 FADDs.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "../common/adder2d_shape.h"
+
+namespace adder_det {
+namespace tiles {
+
+template <typename T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <typename T> __device__ __forceinline__ T from_acc(float v);
+template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) {
+  return __float2half(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
+template <typename T> __device__ __forceinline__ T from_acc(double v) { return v; }
+
+// Four consecutive shared-memory values (16-byte aligned) into registers.
+__device__ __forceinline__ void lds4(const float* p, float* v) {
+  const float4 t = *reinterpret_cast<const float4*>(p);
+  v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+__device__ __forceinline__ void lds4(const double* p, double* v) {
+  const double2 a = reinterpret_cast<const double2*>(p)[0];
+  const double2 b = reinterpret_cast<const double2*>(p)[1];
+  v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+}
+
+// b * sign(d), 0 where d is 0 or NaN: b with its sign bit flipped by d's.
+__device__ __forceinline__ float times_sign(float b, float d) {
+  const float f = __int_as_float(__float_as_int(b) ^
+                                 (__float_as_int(d) & 0x80000000));
+  return fabsf(d) > 0.f ? f : 0.f;
+}
+__device__ __forceinline__ double times_sign(double b, double d) {
+  const double f = __longlong_as_double(
+      __double_as_longlong(b) ^
+      (__double_as_longlong(d) & (long long)0x8000000000000000ULL));
+  return fabs(d) > 0. ? f : 0.;
+}
+
+// Partial sums of a split reduction straight into the output.
+__device__ __forceinline__ void add_partial(float* p, float v) { atomicAdd(p, v); }
+__device__ __forceinline__ void add_partial(double* p, double v) { atomicAdd(p, v); }
+
+constexpr int kThreads = 256;
+constexpr int kBK = 8;
+
+// A block tile: BM result rows x BN result columns, TM x TN per thread.
+template <int BM_, int BN_, int TM_, int TN_, int kMinBlocks_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = kBK;
+  // Forward blocks an SM must hold: caps registers (1: up to 255).
+  static constexpr int kMinBlocks = kMinBlocks_;
+  static constexpr int TY = BM / TM, TX = BN / TN;
+  static_assert(TY * TX == kThreads, "256 threads a block");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "rows/columns in groups of 4");
+  static_assert(BK * BN % kThreads == 0 && BK * BM % kThreads == 0, "loads");
+  // Result row of the thread's register row i (thread row ty).
+  __device__ static int row(int ty, int i) {
+    return (i / 4) * (TY * 4) + ty * 4 + (i % 4);
+  }
+  __device__ static int col(int tx, int j) {
+    return (j / 4) * (TX * 4) + tx * 4 + (j % 4);
+  }
+};
+using TileL = Tile<128, 128, 8, 8, 1>;  // >= 65 filters (forward only)
+using TileM = Tile<64, 128, 4, 8, 2>;   // 33..64 filters / channels
+using TileS = Tile<32, 128, 4, 4, 2>;   // <= 32
+using TileD = Tile<64, 64, 4, 4, 1>;    // double: 16 accumulators of 8 bytes
+
+template <typename T, class C>
+__global__ void __launch_bounds__(kThreads, C::kMinBlocks)
+adder2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                       T* __restrict__ y,
+                       typename Acc<T>::type* __restrict__ ws,
+                       Adder2dShape s, int splits, int kchunk) {
+  using A = typename Acc<T>::type;
+  constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN;
+  constexpr int kWPad = 4;  // Ws rows are written column-wise: no conflicts
+  __shared__ __align__(16) A Ws[2][BK][BM + kWPad];
+  __shared__ __align__(16) A Xs[2][BK][BN];
+  const int tid = threadIdx.x;
+  const int64_t L = s.hout * s.wout, cols = s.n * L;
+  const int K = (int)s.k(), taps = (int)s.taps(), cout_g = (int)s.cout_g();
+  const int kh = (int)s.kh, kw = (int)s.kw, H = (int)s.h, W = (int)s.w;
+  const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
+  const int kbegin = split * kchunk, kend = min(K, kbegin + kchunk);
+  const int row0 = blockIdx.y * BM;
+  const int64_t col0 = (int64_t)blockIdx.x * BN;
+
+  // Xs loader: a fixed column q, XE consecutive k rows from lk * XE.
+  constexpr int XE = BK * BN / kThreads;
+  const int lcol = tid % BN, lk = tid / BN;
+  const int64_t q = col0 + lcol;
+  const bool qvalid = q < cols;
+  int hb = 0, wb = 0;
+  const T* xg = x;
+  if (qvalid) {
+    const int64_t n = q / L, l = q - n * L;
+    const int oh = (int)(l / s.wout), ow = (int)(l - oh * s.wout);
+    hb = oh * (int)s.sh - (int)s.ph, wb = ow * (int)s.sw - (int)s.pw;
+    xg = x + (n * s.c + (int64_t)g * s.cin_g()) * H * W;
+  }
+  // (channel, tap row, tap column) of the first k this thread loads, k0 +
+  // lk * XE; its XE loads are consecutive k. Advanced by BK a step.
+  int kc, ki, kj;
+  {
+    const int k = kbegin + lk * XE, tap = k % taps;
+    kc = k / taps, ki = tap / kw, kj = tap % kw;
+  }
+  const int sc = BK / taps, si = (BK % taps) / kw, sj = (BK % taps) % kw;
+  // Ws loader: WP threads a filter row, WE consecutive k each.
+  constexpr int WP = kThreads / BM, WE = BK / WP;
+  static_assert(WE >= 1 && WP * WE == BK, "filter loads");
+  const int wrow = tid / WP, wk = (tid % WP) * WE;
+  const bool wvalid = row0 + wrow < cout_g;
+  const T* wg = w + ((int64_t)g * cout_g + (wvalid ? row0 + wrow : 0)) * K;
+
+  A xr[XE], wr[WE];
+  auto load = [&](int k0) {
+    int c = kc, i = ki, j = kj;
+#pragma unroll
+    for (int e = 0; e < XE; ++e) {
+      A v = 0;
+      const int hi = hb + i * (int)s.dh, wi = wb + j * (int)s.dw;
+      if (qvalid && k0 + lk * XE + e < kend && hi >= 0 && hi < H && wi >= 0 &&
+          wi < W)
+        v = to_acc(xg[((int64_t)c * H + hi) * W + wi]);
+      xr[e] = v;
+      if (++j == kw) {
+        j = 0;
+        if (++i == kh) i = 0, ++c;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < WE; ++e) {
+      const int k = k0 + wk + e;
+      // Past the end both operands are 0 and add |0 - 0| = 0.
+      wr[e] = (wvalid && k < kend) ? to_acc(wg[k]) : A(0);
+    }
+  };
+  auto advance = [&]() {
+    kj += sj;
+    if (kj >= kw) kj -= kw, ++ki;
+    ki += si;
+    if (ki >= kh) ki -= kh, ++kc;
+    kc += sc;
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int e = 0; e < XE; ++e) Xs[buf][lk * XE + e][lcol] = xr[e];
+#pragma unroll
+    for (int e = 0; e < WE; ++e) Ws[buf][wk + e][wrow] = wr[e];
+  };
+
+  const int ty = tid / C::TX, tx = tid % C::TX;
+  A acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+
+  const int nsteps = (kend - kbegin + BK - 1) / BK;
+  load(kbegin);
+  store(0);
+  __syncthreads();
+  for (int step = 0; step < nsteps; ++step) {
+    const int cur = step & 1;
+    const bool more = step + 1 < nsteps;
+    if (more) {
+      advance();
+      load(kbegin + (step + 1) * BK);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      A a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM; i += 4) lds4(&Ws[cur][kk][C::row(ty, i)], a + i);
+#pragma unroll
+      for (int j = 0; j < TN; j += 4) lds4(&Xs[cur][kk][C::col(tx, j)], b + j);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += fabs(a[i] - b[j]);
+    }
+    if (more) store(cur ^ 1);
+    __syncthreads();
+  }
+
+  const int64_t numel = cols * s.cout;
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int64_t qq = col0 + C::col(tx, j);
+    if (qq >= cols) continue;
+    const int64_t nn = qq / L, l = qq - nn * L;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int t = row0 + C::row(ty, i);
+      if (t >= cout_g) continue;
+      const int64_t idx = (nn * s.cout + (int64_t)g * cout_g + t) * L + l;
+      if (splits == 1)
+        y[idx] = from_acc<T>(-acc[i][j]);
+      else if (ws)
+        ws[split * numel + idx] = acc[i][j];
+      else if constexpr (std::is_same<T, A>::value)
+        add_partial(y + idx, -acc[i][j]);
+    }
+  }
+}
+
+// Input gradient. Rows: input channels c of group g; columns: input
+// positions p = (n, h, w); reduction over r = tap * cout_g + t. wt holds the
+// filters as (groups, taps, cout_g, cin_g): a row r of F is contiguous.
+template <typename T, class C, bool kSign>
+__global__ void __launch_bounds__(kThreads, 1)
+adder2d_backward_input_kernel(const T* __restrict__ go,
+                              const T* __restrict__ x,
+                              const T* __restrict__ wt, T* __restrict__ gx,
+                              typename Acc<T>::type* __restrict__ ws,
+                              Adder2dShape s, int splits, int rchunk) {
+  using A = typename Acc<T>::type;
+  constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN;
+  __shared__ __align__(16) A Fs[2][BK][BM];
+  __shared__ __align__(16) A Gs[2][BK][BN];
+  const int tid = threadIdx.x;
+  const int H = (int)s.h, W = (int)s.w;
+  const int64_t HW = (int64_t)H * W, cols = s.n * HW, L = s.hout * s.wout;
+  const int cin_g = (int)s.cin_g(), cout_g = (int)s.cout_g();
+  const int kh = (int)s.kh, kw = (int)s.kw, R = kh * kw * cout_g;
+  const int hout = (int)s.hout, wout = (int)s.wout;
+  const int sh = (int)s.sh, sw = (int)s.sw;
+  const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
+  const int rbegin = split * rchunk, rend = min(R, rbegin + rchunk);
+  const int row0 = blockIdx.y * BM;
+  const int64_t col0 = (int64_t)blockIdx.x * BN;
+
+  // Gs loader: a fixed column p, GE consecutive reduction rows from lr * GE.
+  constexpr int GE = BK * BN / kThreads;
+  const int lcol = tid % BN, lr = tid / BN;
+  const int64_t p = col0 + lcol;
+  const bool pvalid = p < cols;
+  int hp = 0, wp = 0;
+  const T* gog = go;
+  if (pvalid) {
+    const int64_t n = p / HW, hw = p - n * HW;
+    hp = (int)(hw / W) + (int)s.ph, wp = (int)(hw % W) + (int)s.pw;
+    gog = go + (n * s.cout + (int64_t)g * cout_g) * L;
+  }
+  // (filter, tap row, tap column) of the first r this thread loads, r0 +
+  // lr * GE; its GE loads are consecutive r. Advanced by BK a step.
+  int rt, ri, rj;
+  {
+    const int r = rbegin + lr * GE, tap = r / cout_g;
+    rt = r % cout_g, ri = tap / kw, rj = tap % kw;
+  }
+  const int st = BK % cout_g, si = (BK / cout_g) / kw, sj = (BK / cout_g) % kw;
+  // Fs loader: a fixed channel column, reduction rows fr, fr + FS, ...
+  constexpr int FS = kThreads / BM, FE = BK * BM / kThreads;
+  const int fcol = tid % BM, fr = tid / BM;
+  const bool fvalid = row0 + fcol < cin_g;
+  const T* wtg = wt + (int64_t)g * R * cin_g + row0 + (fvalid ? fcol : 0);
+
+  A gr[GE], fr_[FE];
+  auto load = [&](int r0) {
+    int t = rt, i = ri, j = rj;
+#pragma unroll
+    for (int e = 0; e < GE; ++e) {
+      A v = 0;
+      const int hn = hp - i * (int)s.dh, wn = wp - j * (int)s.dw;
+      if (pvalid && r0 + lr * GE + e < rend && hn >= 0 && wn >= 0) {
+        int oh = hn, ow = wn;
+        bool hit = true;
+        if (sh != 1) oh = hn / sh, hit = oh * sh == hn;
+        if (sw != 1) ow = wn / sw, hit = hit && ow * sw == wn;
+        if (hit && oh < hout && ow < wout)
+          v = to_acc(gog[(int64_t)t * L + oh * wout + ow]);
+      }
+      gr[e] = v;
+      if (++t == cout_g) {
+        t = 0;
+        if (++j == kw) j = 0, ++i;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < FE; ++e) {
+      const int r = r0 + fr + e * FS;
+      fr_[e] = (fvalid && r < rend) ? to_acc(wtg[(int64_t)r * cin_g]) : A(0);
+    }
+  };
+  auto advance = [&]() {
+    rt += st;
+    if (rt >= cout_g) rt -= cout_g, ++rj;
+    rj += sj;
+    if (rj >= kw) rj -= kw, ++ri;
+    ri += si;
+  };
+  auto store = [&](int buf) {
+#pragma unroll
+    for (int e = 0; e < GE; ++e) Gs[buf][lr * GE + e][lcol] = gr[e];
+#pragma unroll
+    for (int e = 0; e < FE; ++e) Fs[buf][fr + e * FS][fcol] = fr_[e];
+  };
+
+  // Thread tile: x values of its channels and positions stay in registers.
+  const int ty = tid / C::TX, tx = tid % C::TX;
+  A xv[TM][TN], acc[TM][TN];
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int64_t pp = col0 + C::col(tx, j);
+    const int64_t nn = pp < cols ? pp / HW : 0, hw = pp < cols ? pp - nn * HW : 0;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int c = row0 + C::row(ty, i);
+      xv[i][j] = (pp < cols && c < cin_g)
+                     ? to_acc(x[(nn * s.c + (int64_t)g * cin_g + c) * HW + hw])
+                     : A(0);
+      acc[i][j] = 0;
+    }
+  }
+
+  const int nsteps = (rend - rbegin + BK - 1) / BK;
+  load(rbegin);
+  store(0);
+  __syncthreads();
+  for (int step = 0; step < nsteps; ++step) {
+    const int cur = step & 1;
+    const bool more = step + 1 < nsteps;
+    if (more) {
+      advance();
+      load(rbegin + (step + 1) * BK);
+    }
+#pragma unroll 2
+    for (int kk = 0; kk < BK; ++kk) {
+      A a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM; i += 4) lds4(&Fs[cur][kk][C::row(ty, i)], a + i);
+#pragma unroll
+      for (int j = 0; j < TN; j += 4) lds4(&Gs[cur][kk][C::col(tx, j)], b + j);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+          const A d = a[i] - xv[i][j];
+          if (kSign)
+            acc[i][j] += times_sign(b[j], d);
+          else
+            acc[i][j] += b[j] * (d > A(1) ? A(1) : (d < A(-1) ? A(-1) : d));
+        }
+    }
+    if (more) store(cur ^ 1);
+    __syncthreads();
+  }
+
+  const int64_t numel = cols * s.c;
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int64_t pp = col0 + C::col(tx, j);
+    if (pp >= cols) continue;
+    const int64_t nn = pp / HW, hw = pp - nn * HW;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const int c = row0 + C::row(ty, i);
+      if (c >= cin_g) continue;
+      const int64_t idx = (nn * s.c + (int64_t)g * cin_g + c) * HW + hw;
+      if (splits == 1)
+        gx[idx] = from_acc<T>(acc[i][j]);
+      else if (ws)
+        ws[split * numel + idx] = acc[i][j];
+      else if constexpr (std::is_same<T, A>::value)
+        add_partial(gx + idx, acc[i][j]);
+    }
+  }
+}
+
+// out = scale * (sum of the split-K partial results), in output order.
+template <typename T>
+__global__ void reduce_splits_kernel(const typename Acc<T>::type* __restrict__ ws,
+                                     T* __restrict__ out, int64_t numel,
+                                     int splits, float scale) {
+  using A = typename Acc<T>::type;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < numel;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    A v = 0;
+    for (int sp = 0; sp < splits; ++sp) v += ws[sp * numel + i];
+    out[i] = from_acc<T>(A(scale) * v);
+  }
+}
+
+// How a call is cut into blocks: tile, split-K count, reduction chunk.
+struct Plan {
+  int tile;    // 0: TileL, 1: TileM, 2: TileS, 3: TileD
+  int splits;  // > 1: the reduction is split over blocks, see atomic
+  bool atomic; // splits add into the zeroed output (else via a workspace)
+  int chunk;   // reduction length of one split (a multiple of kBK)
+  dim3 grid;
+  int64_t out_numel;
+};
+
+// Where the grid would not fill the GPU, the reduction is split. float and
+// double partial sums are added into the zeroed output atomically: no extra
+// memory, but the summation order (last bits) varies between runs. With
+// deterministic algorithms on (torch.use_deterministic_algorithms), and for
+// half types, they go to a workspace of one output per split (at most
+// max(2 outputs, 8 MB)) that a second kernel sums in a fixed order.
+template <typename T>
+Plan make_plan(int64_t rows, int64_t cols, int64_t red, int64_t groups,
+               int64_t out_numel, int sm_count, bool large_tile,
+               bool deterministic) {
+  Plan p;
+  int bm, bn;
+  if (sizeof(T) == 8) {
+    p.tile = 3, bm = TileD::BM, bn = TileD::BN;
+  } else if (rows > 64 && large_tile) {
+    p.tile = 0, bm = TileL::BM, bn = TileL::BN;
+  } else if (rows > 32) {
+    p.tile = 1, bm = TileM::BM, bn = TileM::BN;
+  } else {
+    p.tile = 2, bm = TileS::BM, bn = TileS::BN;
+  }
+  const int64_t blocks = ((rows + bm - 1) / bm) * ((cols + bn - 1) / bn) * groups;
+  const int64_t steps = (red + kBK - 1) / kBK;
+  p.atomic = !deterministic && std::is_same<T, typename Acc<T>::type>::value;
+  const int64_t ws_cap = std::max<int64_t>(2 * out_numel, int64_t(1) << 21);
+  // Split while the grid does not fill the GPU twice over, each split keeps
+  // >= 8 steps, and a workspace would stay within its cap.
+  int splits = 1;
+  while (blocks * splits < 2 * (int64_t)sm_count && splits < 32 &&
+         steps >= 16 * splits &&
+         (p.atomic || 2 * splits * out_numel <= ws_cap) &&
+         groups * 2 * splits <= 65535)
+    splits *= 2;
+  const int64_t chunk_steps = (steps + splits - 1) / splits;
+  p.chunk = (int)(chunk_steps * kBK);
+  p.splits = (int)((red + p.chunk - 1) / p.chunk);
+  p.grid = dim3((unsigned)((cols + bn - 1) / bn), (unsigned)((rows + bm - 1) / bm),
+                (unsigned)(groups * p.splits));
+  p.out_numel = out_numel;
+  return p;
+}
+
+template <typename T>
+Plan forward_plan(const Adder2dShape& s, int sm_count, bool deterministic) {
+  return make_plan<T>(s.cout_g(), s.n * s.hout * s.wout, s.k(), s.groups,
+                      s.n * s.cout * s.hout * s.wout, sm_count, true,
+                      deterministic);
+}
+
+template <typename T>
+Plan backward_input_plan(const Adder2dShape& s, int sm_count,
+                         bool deterministic) {
+  // The input gradient keeps TM x TN x values in registers too: no 8x8 tile.
+  return make_plan<T>(s.cin_g(), s.n * s.h * s.w, s.taps() * s.cout_g(),
+                      s.groups, s.n * s.c * s.h * s.w, sm_count, false,
+                      deterministic);
+}
+
+template <typename T>
+size_t workspace_bytes(const Plan& p) {
+  return p.splits > 1 && !p.atomic ? (size_t)p.splits * p.out_numel *
+                                         sizeof(typename Acc<T>::type)
+                                   : 0;
+}
+
+inline bool plan_fits(const Plan& p) { return p.grid.y <= 65535 && p.grid.z <= 65535; }
+
+}  // namespace tiles
+}  // namespace adder_det
