@@ -28,6 +28,6 @@ rc=${PIPESTATUS[0]}
 
 echo "== benchmark: ResNet-50 layers, batch 2, 224x224"
 python3 tools/benchmark_op.py --device cuda --repeat 10 2>&1 | tee "$OUT/bench_224.txt"
-echo "== benchmark: ResNet-50 layers, batch 2, 800x800"
-python3 tools/benchmark_op.py --device cuda --size 800 --repeat 5 --unfold-limit-gb 8 2>&1 | tee "$OUT/bench_800.txt"
+echo "== benchmark: ResNet-50 and FCOS neck/head layers, batch 2, 800x800"
+python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 2>&1 | tee "$OUT/bench_800.txt"
 exit $rc
