@@ -97,8 +97,8 @@ cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
                                             s, p.splits, p.chunk);          \
   } while (0)
   switch (p.tile) {
-    case 1: if constexpr (sizeof(T) != 8) ADDER_BWD(TileM); break;
-    case 2: if constexpr (sizeof(T) != 8) ADDER_BWD(TileS); break;
+    case 1: if constexpr (sizeof(T) != 8) ADDER_BWD(TileBM); break;
+    case 2: if constexpr (sizeof(T) != 8) ADDER_BWD(TileBS); break;
     default: if constexpr (sizeof(T) == 8) ADDER_BWD(TileD); break;
   }
 #undef ADDER_BWD

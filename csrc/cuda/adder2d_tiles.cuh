@@ -85,12 +85,12 @@ __device__ __forceinline__ void add_partial(float* p, float v) { atomicAdd(p, v)
 __device__ __forceinline__ void add_partial(double* p, double v) { atomicAdd(p, v); }
 
 constexpr int kThreads = 256;
-constexpr int kBK = 8;
 
-// A block tile: BM result rows x BN result columns, TM x TN per thread.
-template <int BM_, int BN_, int TM_, int TN_, int kMinBlocks_>
+// A block tile: BM result rows x BN result columns, TM x TN per thread, the
+// reduction in steps of BK.
+template <int BM_, int BN_, int TM_, int TN_, int kMinBlocks_, int BK_>
 struct Tile {
-  static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = kBK;
+  static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_, BK = BK_;
   // Forward blocks an SM must hold: caps registers (1: up to 255).
   static constexpr int kMinBlocks = kMinBlocks_;
   static constexpr int TY = BM / TM, TX = BN / TN;
@@ -105,10 +105,17 @@ struct Tile {
     return (j / 4) * (TX * 4) + tx * 4 + (j % 4);
   }
 };
-using TileL = Tile<128, 128, 8, 8, 1>;  // >= 65 filters (forward only)
-using TileM = Tile<64, 128, 4, 8, 2>;   // 33..64 filters / channels
-using TileS = Tile<32, 128, 4, 4, 2>;   // <= 32
-using TileD = Tile<64, 64, 4, 4, 1>;    // double: 16 accumulators of 8 bytes
+// Steps of 8 for the forward, 16 for the input gradient: on an H100, 16
+// everywhere took the summed forward+backward of the ResNet-50 and FCOS
+// layers at 800x800 from 2.80x to 2.47x conv's time, the forward alone from
+// 1.81x to 1.93x (docs/benchmarks.md, session 5).
+constexpr int kForwardBK = 8, kBackwardBK = 16;
+using TileL = Tile<128, 128, 8, 8, 1, kForwardBK>;  // >= 65 filters
+using TileM = Tile<64, 128, 4, 8, 2, kForwardBK>;   // 33..64 filters
+using TileS = Tile<32, 128, 4, 4, 2, kForwardBK>;   // <= 32 filters
+using TileD = Tile<64, 64, 4, 4, 1, kForwardBK>;    // double, both kernels
+using TileBM = Tile<64, 128, 4, 8, 1, kBackwardBK>;  // > 32 channels
+using TileBS = Tile<32, 128, 4, 4, 1, kBackwardBK>;  // <= 32 channels
 
 template <typename T, class C>
 __global__ void __launch_bounds__(kThreads, C::kMinBlocks)
@@ -430,10 +437,10 @@ __global__ void reduce_splits_kernel(const typename Acc<T>::type* __restrict__ w
 
 // How a call is cut into blocks: tile, split-K count, reduction chunk.
 struct Plan {
-  int tile;    // 0: TileL, 1: TileM, 2: TileS, 3: TileD
+  int tile;    // 0: TileL, 1: TileM / TileBM, 2: TileS / TileBS, 3: TileD
   int splits;  // > 1: the reduction is split over blocks, see atomic
   bool atomic; // splits add into the zeroed output (else via a workspace)
-  int chunk;   // reduction length of one split (a multiple of kBK)
+  int chunk;   // reduction length of one split (a multiple of the step)
   dim3 grid;
   int64_t out_numel;
 };
@@ -446,13 +453,13 @@ struct Plan {
 // max(2 outputs, 8 MB)) that a second kernel sums in a fixed order.
 template <typename T>
 Plan make_plan(int64_t rows, int64_t cols, int64_t red, int64_t groups,
-               int64_t out_numel, int sm_count, bool large_tile,
+               int64_t out_numel, int sm_count, bool backward,
                bool deterministic) {
   Plan p;
   int bm, bn;
   if (sizeof(T) == 8) {
     p.tile = 3, bm = TileD::BM, bn = TileD::BN;
-  } else if (rows > 64 && large_tile) {
+  } else if (rows > 64 && !backward) {
     p.tile = 0, bm = TileL::BM, bn = TileL::BN;
   } else if (rows > 32) {
     p.tile = 1, bm = TileM::BM, bn = TileM::BN;
@@ -460,7 +467,8 @@ Plan make_plan(int64_t rows, int64_t cols, int64_t red, int64_t groups,
     p.tile = 2, bm = TileS::BM, bn = TileS::BN;
   }
   const int64_t blocks = ((rows + bm - 1) / bm) * ((cols + bn - 1) / bn) * groups;
-  const int64_t steps = (red + kBK - 1) / kBK;
+  const int bk = sizeof(T) == 8 ? TileD::BK : backward ? kBackwardBK : kForwardBK;
+  const int64_t steps = (red + bk - 1) / bk;
   p.atomic = !deterministic && std::is_same<T, typename Acc<T>::type>::value;
   const int64_t ws_cap = std::max<int64_t>(2 * out_numel, int64_t(1) << 21);
   // Split while the grid does not fill the GPU twice over, each split keeps
@@ -472,7 +480,7 @@ Plan make_plan(int64_t rows, int64_t cols, int64_t red, int64_t groups,
          groups * 2 * splits <= 65535)
     splits *= 2;
   const int64_t chunk_steps = (steps + splits - 1) / splits;
-  p.chunk = (int)(chunk_steps * kBK);
+  p.chunk = (int)(chunk_steps * bk);
   p.splits = (int)((red + p.chunk - 1) / p.chunk);
   p.grid = dim3((unsigned)((cols + bn - 1) / bn), (unsigned)((rows + bm - 1) / bm),
                 (unsigned)(groups * p.splits));
@@ -483,7 +491,7 @@ Plan make_plan(int64_t rows, int64_t cols, int64_t red, int64_t groups,
 template <typename T>
 Plan forward_plan(const Adder2dShape& s, int sm_count, bool deterministic) {
   return make_plan<T>(s.cout_g(), s.n * s.hout * s.wout, s.k(), s.groups,
-                      s.n * s.cout * s.hout * s.wout, sm_count, true,
+                      s.n * s.cout * s.hout * s.wout, sm_count, false,
                       deterministic);
 }
 
@@ -492,7 +500,7 @@ Plan backward_input_plan(const Adder2dShape& s, int sm_count,
                          bool deterministic) {
   // The input gradient keeps TM x TN x values in registers too: no 8x8 tile.
   return make_plan<T>(s.cin_g(), s.n * s.h * s.w, s.taps() * s.cout_g(),
-                      s.groups, s.n * s.c * s.h * s.w, sm_count, false,
+                      s.groups, s.n * s.c * s.h * s.w, sm_count, true,
                       deterministic);
 }
 

@@ -168,8 +168,8 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
   std::vector<char> ws2(workspace_bytes<T>(pb) + 8, 0x7f);
   start(pb, gx);
   switch (pb.tile) {
-    case 1: if constexpr (sizeof(T) != 8) backward<T, TileM>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
-    case 2: if constexpr (sizeof(T) != 8) backward<T, TileS>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
+    case 1: if constexpr (sizeof(T) != 8) backward<T, TileBM>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
+    case 2: if constexpr (sizeof(T) != 8) backward<T, TileBS>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
     case 3: if constexpr (sizeof(T) == 8) backward<T, TileD>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
     default: std::printf("no input-gradient kernel for tile %d\n", pb.tile); return false;
   }
