@@ -377,6 +377,28 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
 }
 
+// Exact tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
+// kBwdMR tiles, then one row at a time.
+template <typename T, bool kSign, typename GRows>
+ADDER_INLINE void backward_input_exact_rows(int64_t R, const T* wt,
+                                            int64_t ldw, GRows grows,
+                                            const T* const* xrows,
+                                            T (*dcol)[bwd_nr<T, kSign>()],
+                                            int rows) {
+  for (int i = 0; i < rows;) {
+    const T* w = wt + i * ldw;
+    if (rows - i >= kBwdMR) {
+      backward_input_tile<T, kBwdMR, kSign>(R, w, ldw, grows, xrows + i,
+                                            dcol + i, kBwdMR);
+      i += kBwdMR;
+    } else {
+      backward_input_tile<T, 1, kSign>(R, w, ldw, grows, xrows + i, dcol + i,
+                                       1);
+      i += 1;
+    }
+  }
+}
+
 // The sign rule where no filter value equals an input value and nothing is
 // NaN (the caller checks, see sign_tie_channels): then sign(w - x) =
 // 2 [w > x] - 1, so the tile accumulates only acc[i][j] = sum_r g[r][j]
@@ -510,18 +532,8 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
           continue;
         }
       }
-      for (int i = 0; i < rows;) {
-        if (rows - i >= kBwdMR) {
-          backward_input_tile<T, kBwdMR, kSign>(cout_g, wg + (r + i) * cout_g,
-                                                cout_g, gr, xr + i, dcol + i,
-                                                kBwdMR);
-          i += kBwdMR;
-        } else {
-          backward_input_tile<T, 1, kSign>(cout_g, wg + (r + i) * cout_g,
-                                           cout_g, gr, xr + i, dcol + i, 1);
-          i += 1;
-        }
-      }
+      backward_input_exact_rows<T, kSign>(cout_g, wg + r * cout_g, cout_g, gr,
+                                          xr, dcol, rows);
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < cols; ++j)
           if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
@@ -575,13 +587,8 @@ inline void backward_input_implicit_chunk_impl(
       const T* xr[kBwdMR];
       rows_from(c, rows, xr, kBwdMR);
       T dcol[kBwdMR][NR];
-      if (rows == kBwdMR)
-        backward_input_tile<T, kBwdMR, kSign>(R, wgrp + c * R, R, gr, xr,
-                                              dcol, rows);
-      else
-        for (int i = 0; i < rows; ++i)
-          backward_input_tile<T, 1, kSign>(R, wgrp + (c + i) * R, R, gr,
-                                           xr + i, dcol + i, 1);
+      backward_input_exact_rows<T, kSign>(R, wgrp + c * R, R, gr, xr, dcol,
+                                          rows);
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < NR; ++j)
           if (dst[j] >= 0) gxg[(c + i) * HW + dst[j]] = dcol[i][j];
