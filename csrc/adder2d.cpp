@@ -150,4 +150,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "adder_det compiled kernels; the ops are torch.ops.adder_det.*";
   m.def("built_with_cuda", &adder_det::built_with_cuda,
         "Whether the CUDA kernels were compiled in.");
+  m.def(
+      "sign_fast_thresholds",
+      [] {
+        const auto t = adder_det::sign_fast_thresholds();
+        return std::make_tuple(t.min_terms, t.min_positions);
+      },
+      "(min terms a value, min positions a channel) from which the CPU "
+      "input gradient may take the sign rule's fast tile.");
 }

@@ -341,6 +341,14 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // stages at 224x224) the per-filter part of the check outweighs the gain.
 constexpr int64_t kSignFastMinTerms = 256, kSignFastMinPositions = 512;
 
+}  // namespace
+
+SignFastThresholds sign_fast_thresholds() {
+  return {kSignFastMinTerms, kSignFastMinPositions};
+}
+
+namespace {
+
 // The tie flags for the input gradient's fast sign tile, or none (empty)
 // where it does not run: hardtanh rule, too few terms or positions, every
 // pair tied. wc as for sign_tie_channels.
