@@ -10,8 +10,9 @@ and threads, and of the official AdderNet-style unfold implementation
 device's measured ceiling (the MAC rate of a large float32 matrix product
 in the same run, TF32 off: a conv MAC is one FMA, an adder MAC needs two
 add-class instructions), plus peak extra memory of each forward+backward.
---network adds a whole AdderResNet-50 forward+backward against mmdet's conv
-ResNet-50 (needs mmdet; the layer benchmark needs torch only).
+--network adds a whole AdderResNet-50 forward+backward against the conv
+ResNet-50: mmdet's ResNet/AdderResNet where mmdet is installed, else the same
+network from plain torch modules with adder_det.ops.Adder2d (torch only).
 
     python tools/benchmark_op.py --device cpu [--set all] [--network]
     python tools/benchmark_op.py --device cuda --json > bench.json
@@ -104,25 +105,98 @@ def mac_ceiling(device, repeat=3):
     return n ** 3 / t
 
 
+def plain_resnet50(conv):
+    """ResNet-50 up to its last stage from plain torch modules, in the
+    layout of mmdet's and torchvision's (stride on the 3x3, 1x1 projection
+    shortcuts), every conv but the 7x7 stem built by conv(cin, cout, k,
+    stride): the network benchmark where mmdet is not installed (the GPU
+    machine). Returns a module whose output is the four stages' maps."""
+    nn = torch.nn
+
+    def unit(cin, cout, k, stride):
+        return [conv(cin, cout, k, stride), nn.BatchNorm2d(cout)]
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, mid, stride):
+            super().__init__()
+            self.body = nn.Sequential(
+                *unit(cin, mid, 1, 1), nn.ReLU(inplace=True),
+                *unit(mid, mid, 3, stride), nn.ReLU(inplace=True),
+                *unit(mid, 4 * mid, 1, 1))
+            self.shortcut = (nn.Sequential(*unit(cin, 4 * mid, 1, stride))
+                             if stride != 1 or cin != 4 * mid else
+                             nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.shortcut(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+                                      nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                      nn.MaxPool2d(3, 2, 1))
+            stages, cin = [], 64
+            for mid, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2),
+                                        (512, 3, 2)):
+                stages.append(nn.Sequential(*[
+                    Bottleneck(cin if b == 0 else 4 * mid, mid,
+                               stride if b == 0 else 1)
+                    for b in range(blocks)]))
+                cin = 4 * mid
+            self.stages = nn.ModuleList(stages)
+
+        def forward(self, x):
+            x, outs = self.stem(x), []
+            for stage in self.stages:
+                x = stage(x)
+                outs.append(x)
+            return outs
+    return Net()
+
+
+def network_pair(impl):
+    """(conv ResNet-50, AdderResNet-50) builders for --network-impl."""
+    if impl in ('auto', 'mmdet'):
+        try:
+            import adder_det.models  # noqa: F401
+            from mmdet.registry import MODELS
+            from mmdet.utils import register_all_modules
+        except ImportError as e:
+            if impl == 'mmdet':
+                raise SystemExit(f'benchmark_op: --network-impl mmdet needs '
+                                 f'mmdet ({e})')
+        else:
+            register_all_modules()
+            adder = dict(type='AdderResNet', depth=50,
+                         conv_cfg=dict(type='Adder', input_grad='sign'))
+
+            def build(cfg):
+                return MODELS.build(dict(cfg, norm_eval=False,
+                                         frozen_stages=-1,
+                                         out_indices=(0, 1, 2, 3)))
+            return 'mmdet', (lambda: build(dict(type='ResNet', depth=50)),
+                             lambda: build(adder))
+    from adder_det.ops import Adder2d
+
+    def conv(cin, cout, k, stride):
+        return torch.nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+
+    def adder(cin, cout, k, stride):
+        return Adder2d(cin, cout, k, stride, k // 2, input_grad='sign')
+    return 'plain', (lambda: plain_resnet50(conv),
+                     lambda: plain_resnet50(adder))
+
+
 def bench_network(args, device):
-    """Whole AdderResNet-50 vs mmdet's ResNet-50: forward+backward time."""
-    try:
-        import adder_det.models  # noqa: F401
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    except ImportError as e:
-        return dict(skipped=f'needs mmdet ({e})')
-    register_all_modules()
+    """Whole AdderResNet-50 vs the conv ResNet-50: forward+backward time."""
+    impl, builders = network_pair(args.network_impl)
     size = args.size
     x = torch.randn(args.batch, 3, size, size, device=device)
-    out = {}
-    for name, cfg in (('conv', dict(type='ResNet', depth=50)),
-                      ('adder', dict(type='AdderResNet', depth=50,
-                                     conv_cfg=dict(type='Adder',
-                                                   input_grad='sign')))):
+    out = dict(impl=impl)
+    for name, build in zip(('conv', 'adder'), builders):
         torch.manual_seed(0)
-        net = MODELS.build(dict(cfg, norm_eval=False, frozen_stages=-1,
-                                out_indices=(0, 1, 2, 3))).to(device)
+        net = build().to(device)
         net.train()
 
         def fwdbwd():
@@ -277,7 +351,12 @@ def main():
                    help='comma-separated substrings of layer names to run')
     p.add_argument('--network', action='store_true',
                    help='also time a whole AdderResNet-50 fwd+bwd vs the '
-                   'conv ResNet-50 (needs mmdet)')
+                   'conv ResNet-50')
+    p.add_argument('--network-impl', choices=['auto', 'mmdet', 'plain'],
+                   default='auto',
+                   help="the networks: mmdet's ResNet/AdderResNet, or a "
+                   'plain-torch ResNet-50 with Adder2d (auto: mmdet where '
+                   'installed)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process

@@ -26,8 +26,8 @@ echo "== tests"
 ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest tests/ops -q -rs 2>&1 | tee "$OUT/tests.log" | tail -25
 rc=${PIPESTATUS[0]}
 
-echo "== benchmark: ResNet-50 layers, batch 2, 224x224"
-python3 tools/benchmark_op.py --device cuda --repeat 10 2>&1 | tee "$OUT/bench_224.txt"
-echo "== benchmark: ResNet-50 and FCOS neck/head layers, batch 2, 800x800"
-python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 2>&1 | tee "$OUT/bench_800.txt"
+echo "== benchmark: ResNet-50 layers and the whole network, batch 2, 224x224"
+python3 tools/benchmark_op.py --device cuda --repeat 10 --network 2>&1 | tee "$OUT/bench_224.txt"
+echo "== benchmark: ResNet-50 and FCOS neck/head layers, the whole ResNet-50, batch 2, 800x800"
+python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 --network 2>&1 | tee "$OUT/bench_800.txt"
 exit $rc

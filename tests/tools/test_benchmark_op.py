@@ -26,6 +26,7 @@ def test_benchmark_op_json_tiny():
             assert row[key] is not None and row[key] >= 0, (key, row)
     assert r['summary']['fwd_vs_conv_total'] > 0
     net = r['network']
+    assert net['impl'] == 'mmdet'  # auto, mmdet installed
     assert net['adder_fwdbwd_ms'] > 0 and net['conv_fwdbwd_ms'] > 0
     assert net['fwdbwd_vs_conv'] > 0
 
@@ -38,3 +39,40 @@ def test_benchmark_op_layer_filter_matching_nothing_is_an_error():
     assert out.returncode != 0
     assert 'no layer of --set resnet50 matches --layers no-such-layer' in \
         out.stderr
+
+
+def test_plain_network_is_mmdets_resnet50():
+    # --network-impl plain (the GPU machine has no mmdet) must time the same
+    # network as mmdet's ResNet-50 / AdderResNet-50: same parameters, same
+    # adder layers, same stage outputs.
+    import importlib.util
+
+    import torch
+    from adder_det.ops import Adder2d
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_op', ROOT / 'tools' / 'benchmark_op.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, mmdet_nets = bench.network_pair('mmdet')
+    _, plain_nets = bench.network_pair('plain')
+    x = torch.randn(1, 3, 64, 64)
+    for build_mmdet, build_plain in zip(mmdet_nets, plain_nets):
+        a, b = build_mmdet(), build_plain()
+        shapes = [sorted(tuple(p.shape) for p in m.parameters())
+                  for m in (a, b)]
+        assert shapes[0] == shapes[1]
+        adders = [sum(isinstance(m, Adder2d) for m in net.modules())
+                  for net in (a, b)]
+        assert adders[0] == adders[1]
+        a.eval()
+        b.eval()
+        assert [f.shape for f in a(x)] == [f.shape for f in b(x)]
+    assert adders[0] == 52  # every conv but the stem: 16 blocks x 3 + 4
+    r = subprocess.run(
+        [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
+         '--layers', 'none', '--size', '64', '--batch', '1', '--repeat', '1',
+         '--network', '--network-impl', 'plain', '--json'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    net = json.loads(r.stdout)['network']
+    assert net['impl'] == 'plain' and net['fwdbwd_vs_conv'] > 0
