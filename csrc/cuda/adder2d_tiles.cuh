@@ -12,7 +12,8 @@
 // input gradient: D[c][p] = sum_{r=(tap, t)} G[r][p] * act(F[t][c][tap]
 //   - X[c][p]), p = (n, h, w): G[r][p] is the output gradient at the output
 //   position that reads p through tap (0 if none); X stays in registers.
-//   Each (c, p) is owned by one thread: no atomics.
+//   Each (c, p) is owned by one thread. Positions are taken one stride
+//   phase a block, with only the taps that reach that phase.
 //
 // Both: a block computes a BM x BN tile of the result with 256 threads, each
 // a TM x TN register tile (TM, TN multiples of 4: rows and columns come in
@@ -257,9 +258,50 @@ adder2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
   }
 }
 
-// Input gradient. Rows: input channels c of group g; columns: input
-// positions p = (n, h, w); reduction over r = tap * cout_g + t. wt holds the
-// filters as (groups, taps, cout_g, cin_g): a row r of F is contiguous.
+// The input gradient by stride phase. An input row h with (h + ph) % sh == a
+// is read only through the filter rows i with (i * dh) % sh == a, an
+// arithmetic progression tap0 + m * tap_step; the other taps' output
+// gradient is 0 there. So the kernel runs one phase (a, b) a block, over
+// that phase's positions and taps only: with stride 2, a quarter of a 1x1
+// layer's positions get no term at all and a 3x3 layer's get 1-4 of the 9.
+// Stride 1 is the single phase (0, 0) with every tap.
+struct PhaseAxis {
+  int first, count;       // input coordinates first + m * stride, m < count
+  int tap0, tap_step, taps;  // taps tap0 + m * tap_step, m < taps
+  int out0, out_step;     // output coordinate of (m-th position, k-th tap):
+                          // out0 + m - k * out_step
+};
+
+ADDER_HD inline PhaseAxis phase_axis(int a, int size, int pad, int stride,
+                                     int k, int dil) {
+  PhaseAxis p;
+  p.first = ((a - pad) % stride + stride) % stride;
+  p.count = p.first < size ? (size - p.first + stride - 1) / stride : 0;
+  int x = dil, y = stride;  // gcd(dil, stride)
+  while (y) {
+    const int t = x % y;
+    x = y, y = t;
+  }
+  p.tap_step = stride / x;
+  p.tap0 = -1;
+  for (int i = 0; i < p.tap_step && i < k; ++i)
+    if (i * dil % stride == a) {
+      p.tap0 = i;
+      break;
+    }
+  p.taps = p.tap0 < 0 ? 0 : (k - p.tap0 + p.tap_step - 1) / p.tap_step;
+  if (p.tap0 < 0) p.tap0 = 0;
+  // Exact: first + pad and tap0 * dil are both a modulo stride.
+  p.out0 = (p.first + pad - p.tap0 * dil) / stride;
+  p.out_step = p.tap_step * dil / stride;
+  return p;
+}
+
+// Input gradient of one stride phase a block. Rows: input channels c of
+// group g; columns: the phase's input positions (n, h, w); reduction over
+// the phase's terms r = (tap row index, tap column index, filter t), t
+// fastest. wt holds the filters as (groups, taps, cout_g, cin_g): the row
+// of one (tap, filter) is contiguous over channels.
 template <typename T, class C, bool kSign>
 __global__ void __launch_bounds__(kThreads, 1)
 adder2d_backward_input_kernel(const T* __restrict__ go,
@@ -272,82 +314,112 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
   __shared__ __align__(16) A Fs[2][BK][BM];
   __shared__ __align__(16) A Gs[2][BK][BN];
   const int tid = threadIdx.x;
-  const int H = (int)s.h, W = (int)s.w;
-  const int64_t HW = (int64_t)H * W, cols = s.n * HW, L = s.hout * s.wout;
+  const int H = (int)s.h, W = (int)s.w, kw = (int)s.kw;
+  const int64_t HW = (int64_t)H * W, L = s.hout * s.wout;
   const int cin_g = (int)s.cin_g(), cout_g = (int)s.cout_g();
-  const int kh = (int)s.kh, kw = (int)s.kw, R = kh * kw * cout_g;
   const int hout = (int)s.hout, wout = (int)s.wout;
-  const int sh = (int)s.sh, sw = (int)s.sw;
-  const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
+  const int phases = (int)(s.sh * s.sw), phase = blockIdx.z % phases;
+  const int gsplit = blockIdx.z / phases;
+  const int g = gsplit / splits, split = gsplit - g * splits;
+  const PhaseAxis ah = phase_axis(phase / (int)s.sw, H, (int)s.ph, (int)s.sh,
+                                  (int)s.kh, (int)s.dh);
+  const PhaseAxis aw = phase_axis(phase % (int)s.sw, W, (int)s.pw, (int)s.sw,
+                                  kw, (int)s.dw);
+  const int64_t PHW = (int64_t)ah.count * aw.count, cols = s.n * PHW;
+  const int64_t col0 = (int64_t)blockIdx.x * BN;
+  if (col0 >= cols) return;  // the whole block: this phase has fewer columns
+  const int R = ah.taps * aw.taps * cout_g;  // 0: no tap reaches the phase
   const int rbegin = split * rchunk, rend = min(R, rbegin + rchunk);
   const int row0 = blockIdx.y * BM;
-  const int64_t col0 = (int64_t)blockIdx.x * BN;
+  // Input offset (h * W + w) of a phase column.
+  auto position = [&](int64_t q, int64_t& n) {
+    n = q / PHW;
+    const int64_t m = q - n * PHW;
+    const int hh = (int)(m / aw.count), ww = (int)(m - hh * aw.count);
+    return (int64_t)(ah.first + hh * (int)s.sh) * W + aw.first +
+           ww * (int)s.sw;
+  };
+
+  // (filter t, tap column index jj, tap row index ii) of reduction row r.
+  struct Cursor {
+    int t, jj, ii;
+  };
+  const int ktaps = aw.taps > 0 ? aw.taps : 1;  // no division by 0 (R = 0)
+  auto cursor_at = [&](int r) {
+    const int ti = r / cout_g;
+    return Cursor{r - ti * cout_g, ti % ktaps, ti / ktaps};
+  };
+  auto next = [&](Cursor& c) {
+    if (++c.t == cout_g) {
+      c.t = 0;
+      if (++c.jj == ktaps) c.jj = 0, ++c.ii;
+    }
+  };
+  // Advance by BK rows: BK = sti * (ktaps * cout_g) + stj * cout_g + st.
+  const int st = BK % cout_g, stj = (BK / cout_g) % ktaps,
+            sti = (BK / cout_g) / ktaps;
+  auto advance = [&](Cursor& c) {
+    c.t += st;
+    if (c.t >= cout_g) c.t -= cout_g, ++c.jj;
+    c.jj += stj;
+    if (c.jj >= ktaps) c.jj -= ktaps, ++c.ii;
+    c.ii += sti;
+  };
 
   // Gs loader: a fixed column p, GE consecutive reduction rows from lr * GE.
   constexpr int GE = BK * BN / kThreads;
   const int lcol = tid % BN, lr = tid / BN;
   const int64_t p = col0 + lcol;
   const bool pvalid = p < cols;
-  int hp = 0, wp = 0;
+  int ohb = 0, owb = 0;  // output coordinates of p through the first taps
   const T* gog = go;
   if (pvalid) {
-    const int64_t n = p / HW, hw = p - n * HW;
-    hp = (int)(hw / W) + (int)s.ph, wp = (int)(hw % W) + (int)s.pw;
+    const int64_t n = p / PHW, m = p - n * PHW;
+    const int hh = (int)(m / aw.count);
+    ohb = ah.out0 + hh, owb = aw.out0 + (int)(m - hh * aw.count);
     gog = go + (n * s.cout + (int64_t)g * cout_g) * L;
   }
-  // (filter, tap row, tap column) of the first r this thread loads, r0 +
-  // lr * GE; its GE loads are consecutive r. Advanced by BK a step.
-  int rt, ri, rj;
-  {
-    const int r = rbegin + lr * GE, tap = r / cout_g;
-    rt = r % cout_g, ri = tap / kw, rj = tap % kw;
-  }
-  const int st = BK % cout_g, si = (BK / cout_g) / kw, sj = (BK / cout_g) % kw;
-  // Fs loader: a fixed channel column, reduction rows fr, fr + FS, ...
+  Cursor gc = cursor_at(rbegin + lr * GE);
+  // Fs loader: a fixed channel column, FE consecutive rows from fr * FE.
   constexpr int FS = kThreads / BM, FE = BK * BM / kThreads;
+  static_assert(FS * FE == BK, "filter loads");
   const int fcol = tid % BM, fr = tid / BM;
   const bool fvalid = row0 + fcol < cin_g;
-  const T* wtg = wt + (int64_t)g * R * cin_g + row0 + (fvalid ? fcol : 0);
+  const T* wtg = wt + (int64_t)g * s.taps() * cout_g * cin_g + row0 +
+                 (fvalid ? fcol : 0);
+  Cursor fc = cursor_at(rbegin + fr * FE);
 
   A gr[GE], fr_[FE];
   auto load = [&](int r0) {
-    int t = rt, i = ri, j = rj;
+    Cursor c = gc;
 #pragma unroll
     for (int e = 0; e < GE; ++e) {
       A v = 0;
-      const int hn = hp - i * (int)s.dh, wn = wp - j * (int)s.dw;
-      if (pvalid && r0 + lr * GE + e < rend && hn >= 0 && wn >= 0) {
-        int oh = hn, ow = wn;
-        bool hit = true;
-        if (sh != 1) oh = hn / sh, hit = oh * sh == hn;
-        if (sw != 1) ow = wn / sw, hit = hit && ow * sw == wn;
-        if (hit && oh < hout && ow < wout)
-          v = to_acc(gog[(int64_t)t * L + oh * wout + ow]);
-      }
+      const int oh = ohb - c.ii * ah.out_step, ow = owb - c.jj * aw.out_step;
+      if (pvalid && r0 + lr * GE + e < rend && oh >= 0 && oh < hout &&
+          ow >= 0 && ow < wout)
+        v = to_acc(gog[(int64_t)c.t * L + oh * wout + ow]);
       gr[e] = v;
-      if (++t == cout_g) {
-        t = 0;
-        if (++j == kw) j = 0, ++i;
-      }
+      next(c);
     }
+    c = fc;
 #pragma unroll
     for (int e = 0; e < FE; ++e) {
-      const int r = r0 + fr + e * FS;
-      fr_[e] = (fvalid && r < rend) ? to_acc(wtg[(int64_t)r * cin_g]) : A(0);
+      A v = 0;
+      if (fvalid && r0 + fr * FE + e < rend) {
+        const int tap = (ah.tap0 + c.ii * ah.tap_step) * kw + aw.tap0 +
+                        c.jj * aw.tap_step;
+        v = to_acc(wtg[((int64_t)tap * cout_g + c.t) * cin_g]);
+      }
+      fr_[e] = v;
+      next(c);
     }
-  };
-  auto advance = [&]() {
-    rt += st;
-    if (rt >= cout_g) rt -= cout_g, ++rj;
-    rj += sj;
-    if (rj >= kw) rj -= kw, ++ri;
-    ri += si;
   };
   auto store = [&](int buf) {
 #pragma unroll
     for (int e = 0; e < GE; ++e) Gs[buf][lr * GE + e][lcol] = gr[e];
 #pragma unroll
-    for (int e = 0; e < FE; ++e) Fs[buf][fr + e * FS][fcol] = fr_[e];
+    for (int e = 0; e < FE; ++e) Fs[buf][fr * FE + e][fcol] = fr_[e];
   };
 
   // Thread tile: x values of its channels and positions stay in registers.
@@ -356,7 +428,8 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
 #pragma unroll
   for (int j = 0; j < TN; ++j) {
     const int64_t pp = col0 + C::col(tx, j);
-    const int64_t nn = pp < cols ? pp / HW : 0, hw = pp < cols ? pp - nn * HW : 0;
+    int64_t nn = 0, hw = 0;
+    if (pp < cols) hw = position(pp, nn);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int c = row0 + C::row(ty, i);
@@ -367,7 +440,7 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
     }
   }
 
-  const int nsteps = (rend - rbegin + BK - 1) / BK;
+  const int nsteps = (rend - rbegin + BK - 1) / BK;  // <= 0: no term
   load(rbegin);
   store(0);
   __syncthreads();
@@ -375,7 +448,8 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
     const int cur = step & 1;
     const bool more = step + 1 < nsteps;
     if (more) {
-      advance();
+      advance(gc);
+      advance(fc);
       load(rbegin + (step + 1) * BK);
     }
 #pragma unroll 2
@@ -400,12 +474,13 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
     __syncthreads();
   }
 
-  const int64_t numel = cols * s.c;
+  const int64_t numel = s.n * s.c * HW;
 #pragma unroll
   for (int j = 0; j < TN; ++j) {
     const int64_t pp = col0 + C::col(tx, j);
     if (pp >= cols) continue;
-    const int64_t nn = pp / HW, hw = pp - nn * HW;
+    int64_t nn;
+    const int64_t hw = position(pp, nn);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int c = row0 + C::row(ty, i);
@@ -498,10 +573,22 @@ Plan forward_plan(const Adder2dShape& s, int sm_count, bool deterministic) {
 template <typename T>
 Plan backward_input_plan(const Adder2dShape& s, int sm_count,
                          bool deterministic) {
-  // The input gradient keeps TM x TN x values in registers too: no 8x8 tile.
-  return make_plan<T>(s.cin_g(), s.n * s.h * s.w, s.taps() * s.cout_g(),
-                      s.groups, s.n * s.c * s.h * s.w, sm_count, true,
-                      deterministic);
+  // Blocks cover the largest phase's positions and terms; grid.z runs over
+  // (group, split, phase). The input gradient keeps TM x TN x values in
+  // registers too: no 8x8 tile.
+  int64_t cols = 0, red = 0;
+  for (int a = 0; a < s.sh; ++a)
+    for (int b = 0; b < s.sw; ++b) {
+      const PhaseAxis ah = phase_axis(a, (int)s.h, (int)s.ph, (int)s.sh,
+                                      (int)s.kh, (int)s.dh);
+      const PhaseAxis aw = phase_axis(b, (int)s.w, (int)s.pw, (int)s.sw,
+                                      (int)s.kw, (int)s.dw);
+      cols = std::max<int64_t>(cols, s.n * ah.count * aw.count);
+      red = std::max<int64_t>(red, (int64_t)ah.taps * aw.taps * s.cout_g());
+    }
+  return make_plan<T>(s.cin_g(), cols, std::max<int64_t>(red, 1),
+                      s.groups * s.sh * s.sw, s.n * s.c * s.h * s.w,
+                      sm_count, true, deterministic);
 }
 
 template <typename T>

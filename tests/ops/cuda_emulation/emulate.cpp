@@ -205,6 +205,12 @@ int main() {
       {1, 256, 4, 4, 130, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // many splits
       {1, 33, 6, 5, 40, 3, 3, 2, 1, 1, 1, 2, 2, 1},
       {2, 3, 17, 19, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1},      // K < one step
+      {2, 16, 9, 7, 24, 1, 1, 2, 2, 0, 0, 1, 1, 1},      // 1x1/2: phases
+                                                         // without a tap
+      {1, 8, 1, 5, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1},        // a phase without
+                                                         // positions
+      {1, 6, 9, 9, 6, 3, 3, 2, 2, 2, 2, 2, 2, 1},        // dilation 2 = stride
+      {2, 4, 11, 10, 6, 5, 3, 3, 2, 2, 1, 2, 3, 2},      // 3 and 2 phases
   };
   bool ok = true;
   // 1000 multiprocessors: most calls split their reduction; 4: few do.
