@@ -1,12 +1,12 @@
 // Tiles, kernels and launch plans of the CUDA adder2d (device code and
 // host-side planning, no launches): adder2d_kernel.cu launches them, and
-// tests/ops/test_cuda_emulated.py compiles them for the host, 256 threads a block,
-// so that CI checks their indexing without a GPU.
+// tests/ops/test_cuda_emulated.py compiles them for the host (256 threads a
+// block) so that CI checks their indexing without a GPU.
 //
-// Forward and input gradient as implicit GEMMs
-// (no im2col buffer: patches are gathered from the input while tiles are
-// loaded, so memory is O(input + output + weights), plus a split-K
-// workspace of at most a few output sizes where the grid would be too small).
+// Forward and input gradient as implicit GEMMs (no im2col buffer: patches
+// are gathered from the input while tiles are loaded, so memory is
+// O(input + output + weights); only deterministic mode and half types add a
+// split-K workspace, where the grid would be too small: see make_plan).
 //
 // forward: C[t][q] = -sum_k |F[t][k] - Xcol[k][q]|, q = (n, oh, ow).
 // input gradient: D[c][p] = sum_{r=(tap, t)} G[r][p] * act(F[t][c][tap]
