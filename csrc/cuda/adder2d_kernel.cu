@@ -7,18 +7,25 @@ namespace adder_det {
 namespace {
 using namespace tiles;
 
-// Before the kernel: zero the output that split partial sums add into.
+// Before the kernels: check the plan, pick the kernels' workspace (none
+// where they add partial sums atomically) and zero the output they add into.
 template <typename T>
-cudaError_t start_splits(const Plan& p, T* out, cudaStream_t stream) {
-  if (p.splits == 1 || !p.atomic) return cudaSuccess;
+cudaError_t prepare(const Plan& p, T* out, void* workspace,
+                    cudaStream_t stream, typename Acc<T>::type** ws) {
+  if (!plan_fits(p)) return cudaErrorInvalidConfiguration;
+  *ws = p.atomic ? nullptr : static_cast<typename Acc<T>::type*>(workspace);
+  if (p.splits == 1) return cudaSuccess;
+  if (!p.atomic)
+    return *ws ? cudaSuccess : cudaErrorInvalidValue;
   return cudaMemsetAsync(out, 0, p.out_numel * sizeof(T), stream);
 }
 
-// After it: sum a workspace's partial sums into the output.
+// After them: check the launch, sum a workspace's partial sums into out.
 template <typename T>
 cudaError_t finish_splits(const Plan& p, void* ws, T* out, float scale,
                           cudaStream_t stream) {
-  if (p.splits == 1 || p.atomic) return cudaGetLastError();
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || p.splits == 1 || p.atomic) return err;
   const int64_t blocks = std::min<int64_t>((p.out_numel + 255) / 256, 65535);
   reduce_splits_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(
       static_cast<const typename Acc<T>::type*>(ws), out, p.out_numel,
@@ -48,13 +55,9 @@ cudaError_t adder2d_forward_cuda(const T* x, const T* w, T* y,
                                  int sm_count, bool deterministic,
                                  cudaStream_t stream) {
   const Plan p = forward_plan<T>(s, sm_count, deterministic);
-  if (!plan_fits(p)) return cudaErrorInvalidConfiguration;
-  const cudaError_t zero = start_splits<T>(p, y, stream);
-  if (zero != cudaSuccess) return zero;
-  using A = typename Acc<T>::type;
-  // The kernels add partial sums atomically where they get no workspace.
-  A* ws = p.atomic ? nullptr : static_cast<A*>(workspace);
-  if (p.splits > 1 && !p.atomic && ws == nullptr) return cudaErrorInvalidValue;
+  typename Acc<T>::type* ws;
+  const cudaError_t ready = prepare<T>(p, y, workspace, stream, &ws);
+  if (ready != cudaSuccess) return ready;
 #define ADDER_FWD(TILE)                                                  \
   adder2d_forward_kernel<T, TILE><<<p.grid, kThreads, 0, stream>>>(      \
       x, w, y, ws, s, p.splits, p.chunk)
@@ -65,8 +68,6 @@ cudaError_t adder2d_forward_cuda(const T* x, const T* w, T* y,
     default: if constexpr (sizeof(T) == 8) ADDER_FWD(TileD); break;
   }
 #undef ADDER_FWD
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
   return finish_splits<T>(p, workspace, y, -1.f, stream);
 }
 
@@ -78,13 +79,9 @@ cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
                                         bool deterministic,
                                         cudaStream_t stream) {
   const Plan p = backward_input_plan<T>(s, sm_count, deterministic);
-  if (!plan_fits(p)) return cudaErrorInvalidConfiguration;
-  const cudaError_t zero = start_splits<T>(p, grad_in, stream);
-  if (zero != cudaSuccess) return zero;
-  using A = typename Acc<T>::type;
-  // The kernels add partial sums atomically where they get no workspace.
-  A* ws = p.atomic ? nullptr : static_cast<A*>(workspace);
-  if (p.splits > 1 && !p.atomic && ws == nullptr) return cudaErrorInvalidValue;
+  typename Acc<T>::type* ws;
+  const cudaError_t ready = prepare<T>(p, grad_in, workspace, stream, &ws);
+  if (ready != cudaSuccess) return ready;
 #define ADDER_BWD(TILE)                                                     \
   do {                                                                      \
     if (sign_grad)                                                          \
@@ -102,8 +99,6 @@ cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
     default: if constexpr (sizeof(T) == 8) ADDER_BWD(TileD); break;
   }
 #undef ADDER_BWD
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
   return finish_splits<T>(p, workspace, grad_in, 1.f, stream);
 }
 

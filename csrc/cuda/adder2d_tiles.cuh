@@ -85,6 +85,21 @@ __device__ __forceinline__ double times_sign(double b, double d) {
 __device__ __forceinline__ void add_partial(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void add_partial(double* p, double v) { atomicAdd(p, v); }
 
+// One result of a block: stored as scale * v; or, where the reduction is
+// split, v into the split's workspace slot (the reduction kernel applies
+// scale), or scale * v added atomically into the zeroed output.
+template <typename T, typename A>
+__device__ __forceinline__ void put_result(T* out, A* ws, int64_t idx,
+                                           int64_t numel, int split,
+                                           int splits, A v, A scale) {
+  if (splits == 1)
+    out[idx] = from_acc<T>(scale * v);
+  else if (ws)
+    ws[split * numel + idx] = v;
+  else if constexpr (std::is_same<T, A>::value)
+    add_partial(out + idx, scale * v);
+}
+
 constexpr int kThreads = 256;
 
 // A block tile: BM result rows x BN result columns, TM x TN per thread, the
@@ -248,12 +263,7 @@ adder2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
       const int t = row0 + C::row(ty, i);
       if (t >= cout_g) continue;
       const int64_t idx = (nn * s.cout + (int64_t)g * cout_g + t) * L + l;
-      if (splits == 1)
-        y[idx] = from_acc<T>(-acc[i][j]);
-      else if (ws)
-        ws[split * numel + idx] = acc[i][j];
-      else if constexpr (std::is_same<T, A>::value)
-        add_partial(y + idx, -acc[i][j]);
+      put_result(y, ws, idx, numel, split, splits, acc[i][j], A(-1));
     }
   }
 }
@@ -486,12 +496,7 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
       const int c = row0 + C::row(ty, i);
       if (c >= cin_g) continue;
       const int64_t idx = (nn * s.c + (int64_t)g * cin_g + c) * HW + hw;
-      if (splits == 1)
-        gx[idx] = from_acc<T>(acc[i][j]);
-      else if (ws)
-        ws[split * numel + idx] = acc[i][j];
-      else if constexpr (std::is_same<T, A>::value)
-        add_partial(gx + idx, acc[i][j]);
+      put_result(gx, ws, idx, numel, split, splits, acc[i][j], A(1));
     }
   }
 }
