@@ -58,16 +58,10 @@ cudaError_t adder2d_forward_cuda(const T* x, const T* w, T* y,
   typename Acc<T>::type* ws;
   const cudaError_t ready = prepare<T>(p, y, workspace, stream, &ws);
   if (ready != cudaSuccess) return ready;
-#define ADDER_FWD(TILE)                                                  \
-  adder2d_forward_kernel<T, TILE><<<p.grid, kThreads, 0, stream>>>(      \
-      x, w, y, ws, s, p.splits, p.chunk)
-  switch (p.tile) {
-    case 0: if constexpr (sizeof(T) != 8) ADDER_FWD(TileL); break;
-    case 1: if constexpr (sizeof(T) != 8) ADDER_FWD(TileM); break;
-    case 2: if constexpr (sizeof(T) != 8) ADDER_FWD(TileS); break;
-    default: if constexpr (sizeof(T) == 8) ADDER_FWD(TileD); break;
-  }
-#undef ADDER_FWD
+  with_forward_tile<T>(p.tile, [&](auto tile) {
+    adder2d_forward_kernel<T, decltype(tile)>
+        <<<p.grid, kThreads, 0, stream>>>(x, w, y, ws, s, p.splits, p.chunk);
+  });
   return finish_splits<T>(p, workspace, y, -1.f, stream);
 }
 
@@ -82,23 +76,17 @@ cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
   typename Acc<T>::type* ws;
   const cudaError_t ready = prepare<T>(p, grad_in, workspace, stream, &ws);
   if (ready != cudaSuccess) return ready;
-#define ADDER_BWD(TILE)                                                     \
-  do {                                                                      \
-    if (sign_grad)                                                          \
-      adder2d_backward_input_kernel<T, TILE, true>                          \
-          <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws,   \
-                                            s, p.splits, p.chunk);          \
-    else                                                                    \
-      adder2d_backward_input_kernel<T, TILE, false>                         \
-          <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws,   \
-                                            s, p.splits, p.chunk);          \
-  } while (0)
-  switch (p.tile) {
-    case 1: if constexpr (sizeof(T) != 8) ADDER_BWD(TileBM); break;
-    case 2: if constexpr (sizeof(T) != 8) ADDER_BWD(TileBS); break;
-    default: if constexpr (sizeof(T) == 8) ADDER_BWD(TileD); break;
-  }
-#undef ADDER_BWD
+  with_backward_tile<T>(p.tile, [&](auto tile) {
+    using C = decltype(tile);
+    if (sign_grad)
+      adder2d_backward_input_kernel<T, C, true>
+          <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws, s,
+                                            p.splits, p.chunk);
+    else
+      adder2d_backward_input_kernel<T, C, false>
+          <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws, s,
+                                            p.splits, p.chunk);
+  });
   return finish_splits<T>(p, workspace, grad_in, 1.f, stream);
 }
 

@@ -605,5 +605,29 @@ size_t workspace_bytes(const Plan& p) {
 
 inline bool plan_fits(const Plan& p) { return p.grid.y <= 65535 && p.grid.z <= 65535; }
 
+// f(Tile{}) with the tile type of a plan's kernel (plan.tile): the launchers
+// and the host emulation both go through these.
+template <typename T, class F>
+void with_forward_tile(int tile, F&& f) {
+  if constexpr (sizeof(T) == 8)
+    f(TileD{});
+  else if (tile == 0)
+    f(TileL{});
+  else if (tile == 1)
+    f(TileM{});
+  else
+    f(TileS{});
+}
+
+template <typename T, class F>
+void with_backward_tile(int tile, F&& f) {
+  if constexpr (sizeof(T) == 8)
+    f(TileD{});
+  else if (tile == 1)
+    f(TileBM{});
+  else
+    f(TileBS{});
+}
+
 }  // namespace tiles
 }  // namespace adder_det

@@ -147,12 +147,9 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
   std::vector<T> y(go.size(), make<T>(1e3));
   std::vector<char> ws(workspace_bytes<T>(pf) + 8, 0x7f);
   start(pf, y);
-  switch (pf.tile) {
-    case 0: if constexpr (sizeof(T) != 8) forward<T, TileL>(pf, x.data(), w.data(), y.data(), ws.data(), s); break;
-    case 1: if constexpr (sizeof(T) != 8) forward<T, TileM>(pf, x.data(), w.data(), y.data(), ws.data(), s); break;
-    case 2: if constexpr (sizeof(T) != 8) forward<T, TileS>(pf, x.data(), w.data(), y.data(), ws.data(), s); break;
-    default: if constexpr (sizeof(T) == 8) forward<T, TileD>(pf, x.data(), w.data(), y.data(), ws.data(), s); break;
-  }
+  with_forward_tile<T>(pf.tile, [&](auto tile) {
+    forward<T, decltype(tile)>(pf, x.data(), w.data(), y.data(), ws.data(), s);
+  });
   reduce<T>(pf, ws.data(), y.data(), -1.f);
 
   // Input gradient; filters as (groups, taps, cout_g, cin_g).
@@ -167,12 +164,10 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
   std::vector<T> gx(x.size(), make<T>(1e3));
   std::vector<char> ws2(workspace_bytes<T>(pb) + 8, 0x7f);
   start(pb, gx);
-  switch (pb.tile) {
-    case 1: if constexpr (sizeof(T) != 8) backward<T, TileBM>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
-    case 2: if constexpr (sizeof(T) != 8) backward<T, TileBS>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
-    case 3: if constexpr (sizeof(T) == 8) backward<T, TileD>(pb, go.data(), x.data(), wt.data(), gx.data(), ws2.data(), s, sign); break;
-    default: std::printf("no input-gradient kernel for tile %d\n", pb.tile); return false;
-  }
+  with_backward_tile<T>(pb.tile, [&](auto tile) {
+    backward<T, decltype(tile)>(pb, go.data(), x.data(), wt.data(), gx.data(),
+                                ws2.data(), s, sign);
+  });
   reduce<T>(pb, ws2.data(), gx.data(), 1.f);
 
   std::vector<double> yd(y.size()), gxd(gx.size());
