@@ -15,6 +15,18 @@ the standardized filters are written into ``weight`` and the gain dropped,
 so inference does no normalization. Folding builds the model from the config
 stored in the checkpoint (or ``--config``); the folded checkpoint loads into
 a model built from the same config (its layers switch to folded on load).
+
+``--onnx`` also writes the network up to the head outputs as an ONNX graph
+beside it (same name, ``.onnx``), with every adder layer spelled out in
+standard ONNX operators (adder_det.ops.adder2d_decomposed: Pad, Slice, Sub,
+Abs, ReduceSum, Add), for a fixed input of 1 x 3 x H x W: the image after
+mmdet's data preprocessor (RGB, normalized, padded), H x W the config's test
+resize scale rounded up to the pad divisor unless ``--onnx-shape H W``.
+Outputs: ``cls_score_i``, ``bbox_pred_i``, ``centerness_i`` per FPN level i
+(FCOSHead's forward, boxes already multiplied by the level's stride); decoding
+and NMS stay outside the graph. When onnxruntime is installed the graph is run
+on a random input and compared with PyTorch (the compiled op); a difference
+above ``--onnx-atol`` is an error.
 """
 import argparse
 import hashlib
@@ -32,16 +44,12 @@ KEEP_META = ('dataset_meta', 'cfg', 'epoch', 'iter', 'mmengine_version',
 
 def fold_awn(state_dict: dict, config) -> dict:
     """The state dict with every AWN adder layer folded (see module doc)."""
-    from mmengine.config import Config
-
     from adder_det.engine import setup_mmdet
     from adder_det.ops import fold_weight_norms
     if config is None:
         raise ValueError('export: the checkpoint has AWN adder layers to fold'
                          ' but stores no config; pass --config')
-    if not isinstance(config, Config):
-        config = (Config.fromfile(config) if osp.isfile(config) else
-                  Config.fromstring(config, '.py'))
+    config = _as_config(config)
     setup_mmdet()
     from mmdet.registry import MODELS
     model = MODELS.build(config.model)
@@ -49,6 +57,89 @@ def fold_awn(state_dict: dict, config) -> dict:
     n = fold_weight_norms(model)
     print(f'export: folded AWN into {n} adder layers')
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _as_config(config):
+    from mmengine.config import Config
+    if isinstance(config, Config):
+        return config
+    return (Config.fromfile(config) if osp.isfile(config) else
+            Config.fromstring(config, '.py'))
+
+
+def onnx_input_shape(config) -> tuple:
+    """(H, W) of the graph's input: the test pipeline's resize scale (mmdet
+    writes it (w, h)) rounded up to the data preprocessor's pad divisor."""
+    resize = [t for t in config.test_dataloader.dataset.pipeline
+              if t['type'] == 'Resize']
+    if not resize or 'scale' not in resize[0]:
+        raise ValueError('export --onnx: the config\'s test pipeline has no '
+                         'Resize with a scale; pass --onnx-shape H W')
+    w, h = resize[0]['scale']
+    div = config.model.data_preprocessor.get('pad_size_divisor', 1)
+    return (-(-h // div) * div, -(-w // div) * div)
+
+
+class HeadOutputs(torch.nn.Module):
+    """The detector from image tensor to its head's raw outputs, flat."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, img):
+        outs = self.detector(img, mode='tensor')
+        return tuple(t for level_outputs in outs for t in level_outputs)
+
+
+def export_onnx(state_dict: dict, config, dst: str, shape=None,
+                atol: float = 1e-3) -> dict:
+    """Write the ONNX graph of the detector up to its head outputs (see the
+    module doc); returns the input shape, output names and, when
+    onnxruntime is installed, the largest difference from PyTorch."""
+    from adder_det.engine import setup_mmdet
+    from adder_det.ops import adder2d_decomposed
+    if config is None:
+        raise ValueError('export --onnx: the checkpoint stores no config; '
+                         'pass --config')
+    config = _as_config(config)
+    setup_mmdet()
+    from mmdet.registry import MODELS
+    model = MODELS.build(config.model)
+    model.load_state_dict(state_dict, strict=True)
+    model.eval()
+    net = HeadOutputs(model).eval()
+    h, w = shape or onnx_input_shape(config)
+    img = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = net(img)
+        levels = len(reference) // 3
+        names = [f'{kind}_{i}' for kind in ('cls_score', 'bbox_pred',
+                                            'centerness')
+                 for i in range(levels)]
+        with adder2d_decomposed():
+            # torch.export's exporter (onnxscript); the graph is for this
+            # one input shape
+            torch.onnx.export(net, (img, ), dst, dynamo=True,
+                              opset_version=18, input_names=['img'],
+                              output_names=names, external_data=False)
+    report = dict(input_shape=(1, 3, h, w), outputs=names)
+    try:
+        import onnxruntime
+    except ImportError:
+        print('export: onnxruntime is not installed; the ONNX graph was not '
+              'checked')
+        return report
+    session = onnxruntime.InferenceSession(
+        dst, providers=['CPUExecutionProvider'])
+    got = session.run(None, {'img': img.numpy()})
+    diff = max(float((torch.from_numpy(g) - r).abs().max())
+               for g, r in zip(got, reference))
+    report['max_abs_diff'] = diff
+    if not diff <= atol:
+        raise RuntimeError(f'export --onnx: onnxruntime differs from PyTorch '
+                           f'by {diff:.3g} (> --onnx-atol {atol:g}) in {dst}')
+    return report
 
 
 def export(src: str, dst: str, config=None) -> str:
@@ -84,11 +175,32 @@ def main(argv=None):
     p.add_argument('checkpoint')
     p.add_argument('out', help='output path; the sha256 prefix is appended')
     p.add_argument('--config', help='config of the checkpoint, to fold AWN '
-                   'layers (default: the config stored in the checkpoint)')
+                   'layers and for --onnx (default: the config stored in the '
+                   'checkpoint)')
+    p.add_argument('--onnx', action='store_true',
+                   help='also write the network up to the head outputs as '
+                   'ONNX, beside the checkpoint')
+    p.add_argument('--onnx-shape', type=int, nargs=2, metavar=('H', 'W'),
+                   help="the graph's input height and width (default: the "
+                   "config's test scale)")
+    p.add_argument('--onnx-atol', type=float, default=1e-3,
+                   help='largest accepted onnxruntime - PyTorch difference')
     args = p.parse_args(argv)
     final = export(args.checkpoint, args.out, args.config)
     print(f'{final}: {osp.getsize(final) / 2**20:.1f} MiB (from '
           f'{osp.getsize(args.checkpoint) / 2**20:.1f} MiB)')
+    if args.onnx:
+        slim = torch.load(final, map_location='cpu', weights_only=True)
+        config = args.config or slim['meta'].get('cfg')
+        onnx_path = final[:-4] + '.onnx'
+        report = export_onnx(slim['state_dict'], config, onnx_path,
+                             args.onnx_shape, args.onnx_atol)
+        checked = ('not checked (no onnxruntime)'
+                   if 'max_abs_diff' not in report else
+                   f"onnxruntime vs PyTorch max |diff| "
+                   f"{report['max_abs_diff']:.2g}")
+        print(f"{onnx_path}: input {report['input_shape']}, "
+              f"{len(report['outputs'])} outputs, {checked}")
 
 
 if __name__ == '__main__':

@@ -5,7 +5,8 @@
 # there, so a second run finishes in seconds and rebuilds nothing.
 # Stack: torch 2.13.0 (unless a torch is present), mmengine 0.10.7,
 # mmcv 2.1.0 built from source with ops, mmdet 3.3.0, pycocotools, numpy,
-# scikit-learn (tools/awn_robustness.py),
+# scikit-learn (tools/awn_robustness.py), onnx, onnxscript and onnxruntime
+# (tools/export.py --onnx),
 # then adder_det itself (editable, with its compiled extension).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,11 @@ import importlib.metadata as m
 assert m.version("mmdet") == "3.3.0"'
 # scikit-learn: its bundled digits set drives tools/awn_robustness.py.
 CHECK_SKLEARN='import sklearn.datasets'
+# ONNX export (torch's exporter needs onnxscript) and its check.
+CHECK_ONNX='
+import importlib.metadata as m
+assert [m.version(p) for p in ("onnx", "onnxscript", "onnxruntime")] == [
+    "1.23.2", "0.7.2", "1.32.0"]'
 # adder_det: rebuilt only when a source of the extension is newer than it.
 CHECK_ADDER_DET='
 import pathlib, adder_det, adder_det.ops._backend as b
@@ -52,6 +58,7 @@ $CHECK_MMENGINE
 $CHECK_MMCV
 $CHECK_MMDET
 $CHECK_SKLEARN
+$CHECK_ONNX
 $CHECK_ADDER_DET"; then
   say "torch, mmcv, mmdet, adder_det and its extension present and up to date"
   say "done"
@@ -86,6 +93,11 @@ fi
 
 if ! has <<<"$CHECK_SKLEARN"; then
   say "installing scikit-learn"; pipi scikit-learn
+fi
+
+if ! has <<<"$CHECK_ONNX"; then
+  say "installing onnx, onnxscript, onnxruntime"
+  pipi onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
 fi
 
 if has <<<"$CHECK_ADDER_DET"; then

@@ -22,6 +22,7 @@ from torch import nn
 
 from . import _backend
 from .awn import check_weight_norm, gain_shape, standardize
+from .decomposed import adder2d_standard_ops, decomposition_active
 from .reference import output_size
 
 IntPair = Union[int, Tuple[int, int]]
@@ -179,7 +180,10 @@ def adder2d(input: torch.Tensor,
     stride, padding, dilation, groups = check_arguments(
         input, weight, bias, stride, padding, dilation, groups)
     check_gradient_rule(input_grad, eta, 'adder2d')
-    if input.shape[0] == 0:
+    if decomposition_active():
+        out = adder2d_standard_ops(input, weight, stride, padding, dilation,
+                                   groups)
+    elif input.shape[0] == 0:
         hout, wout = output_size(input.shape[-2:], weight.shape[-2:], stride,
                                  padding, dilation)
         # Keep the graph so that backward gives zero gradients.
