@@ -2,7 +2,7 @@
 """The ablation study of docs/ablations.md: train and evaluate each row.
 
     python tools/run_ablations.py --data synthetic|raccoon [--rows NAME ...]
-        [--epochs N] [--jobs 2] [--work-dir work_dirs/ablations]
+        [--epochs N] [--seed S] [--jobs 2] [--work-dir work_dirs/ablations]
 
 Every row is the data set's small Adder FCOS config (or its conv twin) with
 one change, trained from scratch with the same schedule (the config's, or
@@ -11,7 +11,10 @@ mAP; raccoon: VOC mAP@0.5). The exact config of each row is written to
 WORK/DATA/ROW/config.py, its log next to it. For the conv row and the
 default adder row, tools/feature_stats.py adds the fraction of exact zeros
 after the last backbone stage. Results: WORK/DATA/results.json and a
-Markdown table on stdout. --jobs 2 runs two rows at a time, one thread each.
+Markdown table on stdout (rows of earlier invocations stay in results.json
+unless rerun). --seed fixes mmengine's seed for every row, so rows differ by
+their change and not by the draw. --jobs 2 runs two rows at a time, one
+thread each.
 """
 import argparse
 import json
@@ -75,7 +78,7 @@ def slug(name):
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:48]
 
 
-def write_config(data, name, epochs, out_dir, data_root=None):
+def write_config(data, name, epochs, out_dir, data_root=None, seed=None):
     from mmengine.config import Config
     base, changes = ROWS[name]
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS[data][base]))
@@ -86,6 +89,8 @@ def write_config(data, name, epochs, out_dir, data_root=None):
         for s in cfg.param_scheduler:
             if s.get('type') == 'CosineAnnealingLR':
                 s.T_max = s.end = epochs
+    if seed is not None:
+        cfg.randomness = dict(seed=seed)
     if data_root:
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             cfg[key].dataset.data_root = data_root
@@ -100,7 +105,8 @@ def write_config(data, name, epochs, out_dir, data_root=None):
 
 def run_row(data, name, args):
     out_dir = osp.join(args.work_dir, data, slug(name))
-    config = write_config(data, name, args.epochs, out_dir, args.data_root)
+    config = write_config(data, name, args.epochs, out_dir, args.data_root,
+                          args.seed)
     env = dict(os.environ)
     if args.jobs > 1:
         env['OMP_NUM_THREADS'] = '1'
@@ -113,7 +119,8 @@ def run_row(data, name, args):
     text = open(log_path).read()
     spec = CONFIGS[data]
     found = re.findall(spec['metric'], text)
-    row = dict(row=name, config=config, minutes=(time.time() - t0) / 60,
+    row = dict(row=name, config=config, seed=args.seed,
+               minutes=(time.time() - t0) / 60,
                returncode=rc, map50=float(found[-1]) if found else None)
     if spec['extra']:
         extra = re.findall(spec['extra'], text)
@@ -144,6 +151,9 @@ def main(argv=None):
                    help="override the configs' number of epochs")
     p.add_argument('--data-root', default=None,
                    help="override the configs' data root")
+    p.add_argument('--seed', type=int, default=None,
+                   help="mmengine's random seed for every row (default: "
+                   'drawn per run)')
     p.add_argument('--jobs', type=int, default=1)
     p.add_argument('--work-dir', default='work_dirs/ablations')
     p.add_argument('--list', action='store_true', help='print the rows')
@@ -158,14 +168,19 @@ def main(argv=None):
         rows = list(pool.map(lambda n: run_row(args.data, n, args),
                              args.rows))
     out = osp.join(args.work_dir, args.data, 'results.json')
+    if osp.isfile(out):  # keep the rows of earlier invocations
+        rerun = {r['row'] for r in rows}
+        rows = [r for r in json.load(open(out))
+                if r['row'] not in rerun] + rows
     with open(out, 'w') as f:
         json.dump(rows, f, indent=1)
-    print(f'\n| row | mAP@0.5 | mAP | last-stage zeros | minutes |\n'
-          f'|---|---|---|---|---|')
+    print(f'\n| row | mAP@0.5 | mAP | last-stage zeros | seed | minutes |\n'
+          f'|---|---|---|---|---|---|')
     for r in rows:
         z = r.get('last_stage_zero_fraction')
         print(f"| {r['row']} | {r['map50']} | {r.get('map', '')} | "
-              f"{'' if z is None else f'{z:.2f}'} | {r['minutes']:.1f} |")
+              f"{'' if z is None else f'{z:.2f}'} | {r.get('seed')} | "
+              f"{r['minutes']:.1f} |")
 
 
 if __name__ == '__main__':

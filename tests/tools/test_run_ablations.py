@@ -49,3 +49,31 @@ def test_rows_build_with_their_change(tmp_path, data):
                                                                 shortcut)
     classes = 1 if data == 'raccoon' else 3
     assert all(x.bbox_head.num_classes == classes for x in m.values())
+
+
+def test_seed_fixed_per_row_and_results_merged(tmp_path, monkeypatch):
+    """--seed reaches every row's config; a later invocation keeps the rows
+    of earlier ones in results.json (training replaced by a stub log)."""
+    import json
+    import subprocess
+    tool = load_tool('run_ablations')
+    from mmengine.config import Config
+
+    def fake_run(cmd, cwd, env, stdout, stderr):
+        cfg = Config.fromfile(cmd[2])
+        stdout.write(f'coco/bbox_mAP: 0.5000  coco/bbox_mAP_50: '
+                     f'{cfg.randomness.seed / 100:.4f}\nloss: 1.0\n')
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(tool.subprocess, 'run', fake_run)
+    work = str(tmp_path)
+    rows = ['eta off', 'hardtanh input gradient']
+    tool.main(['--data', 'synthetic', '--rows', rows[0], '--seed', '7',
+               '--work-dir', work])
+    tool.main(['--data', 'synthetic', '--rows', rows[1], '--seed', '9',
+               '--work-dir', work])
+    results = json.load(open(tmp_path / 'synthetic' / 'results.json'))
+    assert [(r['row'], r['seed'], r['map50']) for r in results] == [
+        (rows[0], 7, 0.07), (rows[1], 9, 0.09)]
+    for r in results:
+        assert Config.fromfile(r['config']).randomness.seed == r['seed']
