@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = {
     'synthetic': dict(
-        adder='configs/synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py',
-        conv='configs/synthetic/fcos_r18-quarter_rpafpn_12e_synthetic-coco.py',
+        adder='configs/synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py',
+        conv='configs/synthetic/fcos_r18-quarter_rpafpn_20e_synthetic-coco.py',
         metric=r'coco/bbox_mAP_50: ([\d.]+)', extra=r'coco/bbox_mAP: ([\d.]+)'),
     'raccoon': dict(
         adder='configs/raccoon/adder-fcos_adder-r18-quarter_adder-rpafpn_24e_raccoon.py',

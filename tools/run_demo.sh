@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-CONFIG=${DEMO_CONFIG:-configs/synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py}
+CONFIG=${DEMO_CONFIG:-configs/synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py}
 WORK=${DEMO_WORK:-work_dirs/demo}
 DATA=${DEMO_DATA:-data/synthetic}
 t0=$(date +%s)

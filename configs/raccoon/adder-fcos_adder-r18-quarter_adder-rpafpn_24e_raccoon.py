@@ -2,7 +2,7 @@
 # (../shared/datasets/raccoon: PASCAL VOC layout, one class, 160 train / 40
 # val, three grayscale JPEGs), trained from scratch at up to 320x320, with
 # VOCMetric (area mode: the folder is not named VOC2007).
-_base_ = '../synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py'
+_base_ = '../synthetic/adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py'
 
 data_root = '../shared/datasets/raccoon/'
 metainfo = dict(classes=('raccoon', ), palette=[(220, 20, 60)])

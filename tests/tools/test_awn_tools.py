@@ -8,8 +8,8 @@ import torch
 from . import ROOT, load_tool
 
 ADDER = (ROOT / 'configs' / 'synthetic' /
-         'adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py')
-CONV = ROOT / 'configs' / 'synthetic' / 'fcos_r18-quarter_rpafpn_12e_synthetic-coco.py'
+         'adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py')
+CONV = ROOT / 'configs' / 'synthetic' / 'fcos_r18-quarter_rpafpn_20e_synthetic-coco.py'
 
 
 def calibrate_batch_norm(model, image_dir):

@@ -9,10 +9,10 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs' / 'synthetic'
-ADDER_COCO = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py'
-CONV_COCO = CFG / 'fcos_r18-quarter_rpafpn_12e_synthetic-coco.py'
-ADDER_VOC = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-voc.py'
-ADDER_AWN = CFG / 'adder-fcos_adder-r18-quarter-awn_adder-rpafpn_12e_synthetic-coco.py'
+ADDER_COCO = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py'
+CONV_COCO = CFG / 'fcos_r18-quarter_rpafpn_20e_synthetic-coco.py'
+ADDER_VOC = CFG / 'adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-voc.py'
+ADDER_AWN = CFG / 'adder-fcos_adder-r18-quarter-awn_adder-rpafpn_20e_synthetic-coco.py'
 
 
 @pytest.fixture(scope='module')

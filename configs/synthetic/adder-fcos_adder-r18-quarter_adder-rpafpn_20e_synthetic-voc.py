@@ -1,7 +1,7 @@
 # The main job's model on the VOC layout of the same synthetic set, with
 # VOCMetric (area-based AP, as for VOC2010+; the folder is not named
 # VOC2007, so the mode is given explicitly).
-_base_ = './adder-fcos_adder-r18-quarter_adder-rpafpn_12e_synthetic-coco.py'
+_base_ = './adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py'
 
 voc = dict(
     type='CheckedVOCDataset',
