@@ -11,8 +11,8 @@ mAP; raccoon: VOC mAP@0.5). The exact config of each row is written to
 WORK/DATA/ROW/config.py, its log next to it. For the conv row and the
 default adder row, tools/feature_stats.py adds the fraction of exact zeros
 after the last backbone stage. Results: WORK/DATA/results.json and a
-Markdown table on stdout (rows of earlier invocations stay in results.json
-unless rerun). --seed fixes mmengine's seed for every row, so rows differ by
+Markdown table on stdout (rows of earlier invocations with the same recipe,
+i.e. the same base configs and epochs, stay in results.json unless rerun). --seed fixes mmengine's seed for every row, so rows differ by
 their change and not by the draw. --jobs 2 runs two rows at a time, one
 thread each.
 """
@@ -74,6 +74,17 @@ SPARSITY_ROWS = ('conv FCOS (conv twin)',
                  'Adder FCOS B+N (adder R-PAFPN; the default)')
 
 
+def recipe_id(data, epochs=None) -> str:
+    """Digest of what every row shares (the data set's two base configs
+    and the epochs): rows merge into one results.json only when it agrees."""
+    import hashlib
+    h = hashlib.sha256(str(epochs).encode())
+    for base in ('adder', 'conv'):
+        with open(osp.join(ROOT, CONFIGS[data][base]), 'rb') as f:
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
 def slug(name):
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:48]
 
@@ -120,6 +131,7 @@ def run_row(data, name, args):
     spec = CONFIGS[data]
     found = re.findall(spec['metric'], text)
     row = dict(row=name, config=config, seed=args.seed,
+               recipe=recipe_id(data, args.epochs),
                minutes=(time.time() - t0) / 60,
                returncode=rc, map50=float(found[-1]) if found else None)
     if spec['extra']:
@@ -169,9 +181,15 @@ def main(argv=None):
                              args.rows))
     out = osp.join(args.work_dir, args.data, 'results.json')
     if osp.isfile(out):  # keep the rows of earlier invocations
-        rerun = {r['row'] for r in rows}
-        rows = [r for r in json.load(open(out))
-                if r['row'] not in rerun] + rows
+        recipe, rerun = recipe_id(args.data, args.epochs), {
+            r['row'] for r in rows}
+        earlier = json.load(open(out))
+        kept = [r for r in earlier
+                if r.get('recipe') == recipe and r['row'] not in rerun]
+        dropped = [r['row'] for r in earlier if r.get('recipe') != recipe]
+        if dropped:
+            print(f'{out}: dropping rows of another recipe: {dropped}')
+        rows = kept + rows
     with open(out, 'w') as f:
         json.dump(rows, f, indent=1)
     print(f'\n| row | mAP@0.5 | mAP | last-stage zeros | seed | minutes |\n'

@@ -53,7 +53,8 @@ def test_rows_build_with_their_change(tmp_path, data):
 
 def test_seed_fixed_per_row_and_results_merged(tmp_path, monkeypatch):
     """--seed reaches every row's config; a later invocation keeps the rows
-    of earlier ones in results.json (training replaced by a stub log)."""
+    of earlier ones with the same recipe in results.json, and drops those of
+    another (other epochs) (training replaced by a stub log)."""
     import json
     import subprocess
     tool = load_tool('run_ablations')
@@ -77,3 +78,7 @@ def test_seed_fixed_per_row_and_results_merged(tmp_path, monkeypatch):
         (rows[0], 7, 0.07), (rows[1], 9, 0.09)]
     for r in results:
         assert Config.fromfile(r['config']).randomness.seed == r['seed']
+    tool.main(['--data', 'synthetic', '--rows', rows[0], '--seed', '7',
+               '--epochs', '3', '--work-dir', work])
+    results = json.load(open(tmp_path / 'synthetic' / 'results.json'))
+    assert [r['row'] for r in results] == [rows[0]]
