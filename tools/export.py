@@ -42,18 +42,26 @@ KEEP_META = ('dataset_meta', 'cfg', 'epoch', 'iter', 'mmengine_version',
              'experiment_name', 'seed')
 
 
-def fold_awn(state_dict: dict, config) -> dict:
-    """The state dict with every AWN adder layer folded (see module doc)."""
+def build_detector(state_dict: dict, config, why: str):
+    """The model of ``config`` (path, text or Config) holding ``state_dict``
+    exactly; ``why`` names what needs it when no config is given."""
     from adder_det.engine import setup_mmdet
-    from adder_det.ops import fold_weight_norms
     if config is None:
-        raise ValueError('export: the checkpoint has AWN adder layers to fold'
-                         ' but stores no config; pass --config')
+        raise ValueError(f'export: {why} needs the model\'s config, and the '
+                         'checkpoint stores none; pass --config')
     config = _as_config(config)
     setup_mmdet()
     from mmdet.registry import MODELS
     model = MODELS.build(config.model)
     model.load_state_dict(state_dict, strict=True)
+    return model, config
+
+
+def fold_awn(state_dict: dict, config) -> dict:
+    """The state dict with every AWN adder layer folded (see module doc)."""
+    from adder_det.ops import fold_weight_norms
+    model, _ = build_detector(state_dict, config,
+                              'folding its AWN adder layers')
     n = fold_weight_norms(model)
     print(f'export: folded AWN into {n} adder layers')
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -84,33 +92,37 @@ def onnx_input_shape(config) -> tuple:
 HEAD_OUTPUTS = ('cls_score', 'bbox_pred', 'centerness')
 
 
+def flat_head_outputs(outs) -> tuple:
+    """A dense head's (kinds x levels) outputs as one flat tuple: all levels
+    of the first kind, then of the second..."""
+    return tuple(t for level_outputs in outs for t in level_outputs)
+
+
+def head_output_names(outs, detector_name: str) -> list:
+    """Names for :func:`flat_head_outputs` of ``outs``; a clear error for
+    detectors whose tensor-mode output is not a dense head's lists."""
+    if not (isinstance(outs, (tuple, list))
+            and len(outs) <= len(HEAD_OUTPUTS) and all(
+                isinstance(o, (tuple, list))
+                and all(isinstance(t, torch.Tensor) for t in o)
+                for o in outs)):
+        raise ValueError(
+            'export --onnx: supports single-stage detectors whose head '
+            'returns per-level lists (' + ', '.join(HEAD_OUTPUTS) +
+            f'); {detector_name} does not')
+    return [f'{HEAD_OUTPUTS[k]}_{i}' for k, o in enumerate(outs)
+            for i in range(len(o))]
+
+
 class HeadOutputs(torch.nn.Module):
-    """The detector from image tensor to its head's raw outputs, flat: all
-    levels of the first kind, then of the second..."""
+    """The detector from image tensor to its head's raw outputs, flat."""
 
     def __init__(self, detector):
         super().__init__()
         self.detector = detector
 
     def forward(self, img):
-        outs = self.detector(img, mode='tensor')
-        return tuple(t for level_outputs in outs for t in level_outputs)
-
-    def output_names(self, img) -> list:
-        """Names for forward's outputs; a clear error for detectors whose
-        tensor-mode output is not a dense head's (kinds x levels) lists."""
-        outs = self.detector(img, mode='tensor')
-        if not (isinstance(outs, (tuple, list))
-                and len(outs) <= len(HEAD_OUTPUTS) and all(
-                    isinstance(o, (tuple, list))
-                    and all(isinstance(t, torch.Tensor) for t in o)
-                    for o in outs)):
-            raise ValueError(
-                'export --onnx: supports single-stage detectors whose head '
-                'returns per-level lists (' + ', '.join(HEAD_OUTPUTS) +
-                f'); {type(self.detector).__name__} does not')
-        return [f'{HEAD_OUTPUTS[k]}_{i}' for k, o in enumerate(outs)
-                for i in range(len(o))]
+        return flat_head_outputs(self.detector(img, mode='tensor'))
 
 
 def export_onnx(state_dict: dict, config, dst: str, shape=None,
@@ -118,23 +130,15 @@ def export_onnx(state_dict: dict, config, dst: str, shape=None,
     """Write the ONNX graph of the detector up to its head outputs (see the
     module doc); returns the input shape, output names and, when
     onnxruntime is installed, the largest difference from PyTorch."""
-    from adder_det.engine import setup_mmdet
     from adder_det.ops import adder2d_decomposed
-    if config is None:
-        raise ValueError('export --onnx: the checkpoint stores no config; '
-                         'pass --config')
-    config = _as_config(config)
-    setup_mmdet()
-    from mmdet.registry import MODELS
-    model = MODELS.build(config.model)
-    model.load_state_dict(state_dict, strict=True)
-    model.eval()
+    model, config = build_detector(state_dict, config, '--onnx')
     net = HeadOutputs(model).eval()
     h, w = shape or onnx_input_shape(config)
     img = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        names = net.output_names(img)
-        reference = net(img)
+        outs = model(img, mode='tensor')
+        names = head_output_names(outs, type(model).__name__)
+        reference = flat_head_outputs(outs)
         with adder2d_decomposed():
             # torch.export's exporter (onnxscript); the graph is for this
             # one input shape
@@ -153,11 +157,10 @@ def export_onnx(state_dict: dict, config, dst: str, shape=None,
     got = session.run(None, {'img': img.numpy()})
     # float32 sums in another order, amplified by batch norm: compare
     # relative to each output's scale (boxes are in pixels, up to hundreds)
-    report['max_abs_diff'] = max(float((torch.from_numpy(g) - r).abs().max())
-                                 for g, r in zip(got, reference))
-    report['max_rel_diff'] = max(
-        float((torch.from_numpy(g) - r).abs().max() / r.abs().max().clamp(
-            min=1.0)) for g, r in zip(got, reference))
+    diffs = [((torch.from_numpy(g) - r).abs().max(),
+              r.abs().max().clamp(min=1.0)) for g, r in zip(got, reference)]
+    report['max_abs_diff'] = max(float(d) for d, _ in diffs)
+    report['max_rel_diff'] = max(float(d / scale) for d, scale in diffs)
     if not report['max_rel_diff'] <= rtol:
         raise RuntimeError(
             f"export --onnx: onnxruntime differs from PyTorch by "
@@ -166,8 +169,9 @@ def export_onnx(state_dict: dict, config, dst: str, shape=None,
     return report
 
 
-def export(src: str, dst: str, config=None) -> str:
-    """Write the slim checkpoint; returns its final (hashed) path.
+def export(src: str, dst: str, config=None) -> tuple:
+    """Write the slim checkpoint; returns its final (hashed) path and its
+    contents.
     ``config`` (path, text or Config) is only needed to fold AWN layers of
     a checkpoint that stores no config."""
     from adder_det.engine import allow_mmengine_checkpoints
@@ -191,7 +195,7 @@ def export(src: str, dst: str, config=None) -> str:
     stem = dst[:-4] if dst.endswith('.pth') else dst
     final = f'{stem}-{digest}.pth'
     os.replace(tmp, final)
-    return final
+    return final, slim
 
 
 def main(argv=None):
@@ -211,11 +215,10 @@ def main(argv=None):
                    help='largest accepted onnxruntime - PyTorch difference, '
                    "relative to each output's largest value (at least 1)")
     args = p.parse_args(argv)
-    final = export(args.checkpoint, args.out, args.config)
+    final, slim = export(args.checkpoint, args.out, args.config)
     print(f'{final}: {osp.getsize(final) / 2**20:.1f} MiB (from '
           f'{osp.getsize(args.checkpoint) / 2**20:.1f} MiB)')
     if args.onnx:
-        slim = torch.load(final, map_location='cpu', weights_only=True)
         config = args.config or slim['meta'].get('cfg')
         onnx_path = final[:-4] + '.onnx'
         report = export_onnx(slim['state_dict'], config, onnx_path,

@@ -214,14 +214,12 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     assert rel < 1e-2, (rel, cos)
 
 
-def test_export_folds_awn_with_identical_predictions(tmp_path, data_root):
-    """An AWN model's checkpoint (gains moved off 1) exports folded: no
-    gains, filters standardized, the same predictions bit for bit, and it
-    loads back with the AWN config."""
+def awn_checkpoint(tmp_path):
+    """The AWN config (score threshold 0), a model of it with its gains
+    moved off 1, and that model saved as a checkpoint with the config."""
     sys.path.insert(0, str(ROOT))
     from adder_det.engine import setup_mmdet
     setup_mmdet()
-    from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import MODELS
     from mmengine.config import Config
     cfg = Config.fromfile(str(ADDER_AWN))
@@ -237,6 +235,15 @@ def test_export_folds_awn_with_identical_predictions(tmp_path, data_root):
     torch.save({'state_dict': model.state_dict(),
                 'meta': {'cfg': cfg.pretty_text,
                          'dataset_meta': {'classes': cfg.classes}}}, ckpt)
+    return cfg, model, ckpt
+
+
+def test_export_folds_awn_with_identical_predictions(tmp_path, data_root):
+    """An AWN model's checkpoint (gains moved off 1) exports folded: no
+    gains, filters standardized, the same predictions bit for bit, and it
+    loads back with the AWN config."""
+    cfg, _, ckpt = awn_checkpoint(tmp_path)
+    from mmdet.apis import inference_detector, init_detector
     log = run('tools/export.py', ckpt, tmp_path / 'export' / 'awn.pth')
     assert 'folded AWN into' in log
     exported = sorted((tmp_path / 'export').glob('awn-*.pth'))
@@ -261,23 +268,8 @@ def test_export_onnx_matches_pytorch(tmp_path):
     import numpy as np
     import onnx
     import onnxruntime
-    sys.path.insert(0, str(ROOT))
-    from adder_det.engine import setup_mmdet
-    setup_mmdet()
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    cfg = Config.fromfile(str(ADDER_AWN))
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith('awn_gain'):
-                p.uniform_(0.5, 1.5)
+    _, model, ckpt = awn_checkpoint(tmp_path)
     model.eval()
-    ckpt = tmp_path / 'awn.pth'
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'cfg': cfg.pretty_text}}, ckpt)
     log = run('tools/export.py', ckpt, tmp_path / 'export' / 'awn.pth',
               '--onnx', '--onnx-shape', '64', '96')
     graphs = sorted((tmp_path / 'export').glob('awn-*.onnx'))
