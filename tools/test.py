@@ -33,29 +33,32 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from adder_det.engine import load_config, setup_mmdet
+    from adder_det.engine import (load_config,
+                                  process_group_destroyed_at_exit,
+                                  setup_mmdet)
     setup_mmdet()
     from mmengine.runner import Runner
 
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'test: no checkpoint {args.checkpoint}')
-    cfg = load_config(args.config, args.cfg_options, args.launcher,
-                      args.work_dir, tool='test')
-    cfg.load_from = args.checkpoint
-    if args.show_dir:
-        vis = cfg.default_hooks.setdefault(
-            'visualization', dict(type='DetVisualizationHook'))
-        vis.draw = True
-        vis.test_out_dir = args.show_dir
-    if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError('test: --out must end in .pkl or .pickle')
-        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
-            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
-        cfg.test_evaluator.append(dict(type='DumpDetResults',
-                                       out_file_path=args.out))
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    with process_group_destroyed_at_exit():
+        cfg = load_config(args.config, args.cfg_options, args.launcher,
+                          args.work_dir, tool='test')
+        cfg.load_from = args.checkpoint
+        if args.show_dir:
+            vis = cfg.default_hooks.setdefault(
+                'visualization', dict(type='DetVisualizationHook'))
+            vis.draw = True
+            vis.test_out_dir = args.show_dir
+        if args.out:
+            if not args.out.endswith(('.pkl', '.pickle')):
+                raise ValueError('test: --out must end in .pkl or .pickle')
+            cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
+                cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+            cfg.test_evaluator.append(dict(type='DumpDetResults',
+                                           out_file_path=args.out))
+        runner = Runner.from_cfg(cfg)
+        runner.test()
 
 
 if __name__ == '__main__':

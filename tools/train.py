@@ -69,15 +69,16 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from adder_det.engine import setup_mmdet
+    from adder_det.engine import process_group_destroyed_at_exit, setup_mmdet
     setup_mmdet()
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    cfg = build_cfg(args)
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-              else RUNNERS.build(cfg))
-    runner.train()
+    with process_group_destroyed_at_exit():
+        cfg = build_cfg(args)
+        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
+                  else RUNNERS.build(cfg))
+        runner.train()
 
 
 if __name__ == '__main__':

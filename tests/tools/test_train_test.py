@@ -214,6 +214,44 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     assert rel < 1e-2, (rel, cos)
 
 
+def test_dist_test_two_cpu_processes_match_single(tmp_path, data_root):
+    """torchrun, 2 gloo processes: every val image gets the predictions one
+    process gives it, gathered back in the data set's order by --out."""
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ADDER_COCO))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    # An untrained model scores below 0.05: keep every box.
+    opts = overrides(data_root, 1,
+                     coco_ann(data_root) + ['model.test_cfg.score_thr=0'])
+    run('tools/test.py', ADDER_COCO, ckpt, '--work-dir', tmp_path / 's',
+        '--out', tmp_path / 's.pkl', '--cfg-options', *opts)
+    env = dict(os.environ, PORT='29518', PYTHON=sys.executable)
+    out = subprocess.run(
+        ['bash', 'tools/dist_test.sh', str(ADDER_COCO), str(ckpt), '2',
+         '--work-dir', str(tmp_path / 'd'), '--out', str(tmp_path / 'd.pkl'),
+         '--cfg-options', *opts],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert 'Distributed launcher: pytorch' in out.stdout + out.stderr
+    import pickle
+    single = pickle.load(open(tmp_path / 's.pkl', 'rb'))
+    multi = pickle.load(open(tmp_path / 'd.pkl', 'rb'))
+    assert len(single) == len(multi) == 8
+    for a, b in zip(single, multi):
+        assert a['img_id'] == b['img_id']
+        pa, pb = a['pred_instances'], b['pred_instances']
+        assert len(pa['scores']) > 0
+        for key in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(pb[key], pa[key])
+
+
 def awn_checkpoint(tmp_path):
     """The AWN config (score threshold 0), a model of it with its gains
     moved off 1, and that model saved as a checkpoint with the config."""
