@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import adder_det.models  # noqa: F401
+from adder_det.models.layers import LevelNorms
 from adder_det.ops import Adder2d
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
@@ -21,7 +22,9 @@ def test_adder_fcos_head_towers_are_adder_predictors_conv():
     for tower in (head.cls_convs, head.reg_convs):
         for m in tower:
             assert isinstance(m.conv, Adder2d) and m.conv.input_grad == 'sign'
-            assert isinstance(m.norm, nn.BatchNorm2d)
+            # one BN per pyramid level, the adder filters shared
+            assert isinstance(m.norm, LevelNorms) and len(m.norm.norms) == 5
+            assert all(type(n) is nn.BatchNorm2d for n in m.norm.norms)
     for pred in (head.conv_cls, head.conv_reg, head.conv_centerness):
         assert type(pred) is nn.Conv2d
     # mmdet's prior-probability init still reaches the classifier bias...
@@ -33,6 +36,40 @@ def test_adder_fcos_head_towers_are_adder_predictors_conv():
     with pytest.raises(ValueError, match='adder conv_cfg'):
         MODELS.build(dict(small_fcos()['bbox_head'], type='AdderFCOSHead',
                           conv_cfg=None))
+
+
+@pytest.mark.parametrize('per_level', [True, False])
+def test_adder_fcos_head_inference_norms_fit_every_level(per_level):
+    """After a training-mode forward over levels of different scales, the
+    head in eval mode (running statistics) gives what it gave in training
+    mode (batch statistics) on every level, so the model validated is the
+    model trained. One BN shared by the levels cannot: its running
+    statistics mix levels of different scales."""
+    head = MODELS.build(dict(small_fcos(head_type='AdderFCOSHead')[
+        'bbox_head'], norm_per_level=per_level))
+    head.init_weights()
+    for m in head.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 1.0  # running statistics = the last batch's
+    torch.manual_seed(0)
+    # levels of different scales, each with >= 512 values per channel, so
+    # that BN's biased (batch) and unbiased (running) variances agree
+    feats = [torch.randn(8, 16, s, s) * 3**i + i
+             for i, s in enumerate((16, 8, 8, 8, 8))]
+    head.train()
+    with torch.no_grad():
+        trained = head(feats)
+        evaluated = head.eval()(feats)
+    # largest difference per output, relative to that output's spread
+    diffs = [((t - e).abs().max() / t.std()).item()
+             for kind_t, kind_e in zip(trained, evaluated)
+             for t, e in zip(kind_t, kind_e)]
+    if per_level:
+        assert max(diffs) < 0.05, diffs
+        with pytest.raises(ValueError, match='4 feature levels for 5 strides'):
+            head(feats[:4])
+    else:
+        assert max(diffs) > 1.0, diffs
 
 
 @pytest.mark.parametrize('variant', ['conv', 'B', 'B+N', 'B+N+H'])

@@ -4,6 +4,8 @@ import copy
 from mmdet.models.dense_heads import FCOSHead
 from mmdet.registry import MODELS
 
+from ..layers import LevelNorms
+
 
 @MODELS.register_module()
 class AdderFCOSHead(FCOSHead):
@@ -14,11 +16,15 @@ class AdderFCOSHead(FCOSHead):
     and distances directly and carry the prior-probability bias init.
     Defaults: ``conv_cfg=dict(type='Adder', input_grad='sign')`` and BN
     after each tower conv (an adder output must be normalized; GN works as
-    well through ``norm_cfg``).
+    well through ``norm_cfg``). With ``norm_per_level=True`` (the default)
+    every tower norm is kept once per pyramid level while the adder filters
+    stay shared (``LevelNorms``): one BN shared by all levels keeps running
+    statistics that fit none of them at inference.
     """
 
     def __init__(self, *args, conv_cfg=dict(type='Adder', input_grad='sign'),
-                 norm_cfg=dict(type='BN', requires_grad=True), **kwargs):
+                 norm_cfg=dict(type='BN', requires_grad=True),
+                 norm_per_level=True, **kwargs):
         if conv_cfg is None or conv_cfg.get('type') not in ('Adder',
                                                              'Adder2d'):
             raise ValueError(f'AdderFCOSHead needs an adder conv_cfg, got '
@@ -28,3 +34,27 @@ class AdderFCOSHead(FCOSHead):
                              'are all negative and grow with fan-in')
         super().__init__(*args, conv_cfg=copy.deepcopy(conv_cfg),
                          norm_cfg=copy.deepcopy(norm_cfg), **kwargs)
+        self.norm_per_level = norm_per_level
+        self._level_norms = []
+        if norm_per_level:
+            for tower in (self.cls_convs, self.reg_convs):
+                for m in tower:
+                    norms = LevelNorms(m.norm, len(self.strides))
+                    setattr(m, m.norm_name, norms)
+                    self._level_norms.append(norms)
+
+    def forward(self, x):
+        """FCOSHead's forward, level by level, telling the tower norms
+        which level runs."""
+        if not self.norm_per_level:
+            return super().forward(x)
+        if len(x) != len(self.strides):
+            raise ValueError(f'AdderFCOSHead: {len(x)} feature levels for '
+                             f'{len(self.strides)} strides {self.strides}')
+        outs = []
+        for level, (feat, scale, stride) in enumerate(
+                zip(x, self.scales, self.strides)):
+            for norms in self._level_norms:
+                norms.level = level
+            outs.append(self.forward_single(feat, scale, stride))
+        return tuple(map(list, zip(*outs)))

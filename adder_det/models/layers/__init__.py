@@ -1,3 +1,4 @@
 from .adder_conv import Adder2d
+from .level_norms import LevelNorms
 
-__all__ = ['Adder2d']
+__all__ = ['Adder2d', 'LevelNorms']
