@@ -33,32 +33,31 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from adder_det.engine import (load_config,
-                                  process_group_destroyed_at_exit,
+    from adder_det.engine import (close_process_group, load_config,
                                   setup_mmdet)
     setup_mmdet()
     from mmengine.runner import Runner
 
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'test: no checkpoint {args.checkpoint}')
-    with process_group_destroyed_at_exit():
-        cfg = load_config(args.config, args.cfg_options, args.launcher,
-                          args.work_dir, tool='test')
-        cfg.load_from = args.checkpoint
-        if args.show_dir:
-            vis = cfg.default_hooks.setdefault(
-                'visualization', dict(type='DetVisualizationHook'))
-            vis.draw = True
-            vis.test_out_dir = args.show_dir
-        if args.out:
-            if not args.out.endswith(('.pkl', '.pickle')):
-                raise ValueError('test: --out must end in .pkl or .pickle')
-            cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
-                cfg.test_evaluator, dict) else list(cfg.test_evaluator)
-            cfg.test_evaluator.append(dict(type='DumpDetResults',
-                                           out_file_path=args.out))
-        runner = Runner.from_cfg(cfg)
-        runner.test()
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir, tool='test')
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        vis = cfg.default_hooks.setdefault(
+            'visualization', dict(type='DetVisualizationHook'))
+        vis.draw = True
+        vis.test_out_dir = args.show_dir
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('test: --out must end in .pkl or .pickle')
+        cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
+            cfg.test_evaluator, dict) else list(cfg.test_evaluator)
+        cfg.test_evaluator.append(dict(type='DumpDetResults',
+                                       out_file_path=args.out))
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+    close_process_group()
 
 
 if __name__ == '__main__':

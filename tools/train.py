@@ -69,16 +69,16 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from adder_det.engine import process_group_destroyed_at_exit, setup_mmdet
+    from adder_det.engine import close_process_group, setup_mmdet
     setup_mmdet()
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    with process_group_destroyed_at_exit():
-        cfg = build_cfg(args)
-        runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-                  else RUNNERS.build(cfg))
-        runner.train()
+    cfg = build_cfg(args)
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
+              else RUNNERS.build(cfg))
+    runner.train()
+    close_process_group()
 
 
 if __name__ == '__main__':
