@@ -46,10 +46,34 @@ def coco_ann(root):
 
 
 def run(*args, timeout=600):
-    out = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=timeout)
+    """python ARGS... in the repository; asserts it succeeds, returns its
+    output."""
+    return _checked([sys.executable, *args], timeout=timeout)
+
+
+def run_dist(script, *args, port):
+    """bash tools/SCRIPT ARGS... (torchrun, gloo on CPU) on its own port."""
+    env = dict(os.environ, PORT=str(port), PYTHON=sys.executable)
+    return _checked(['bash', f'tools/{script}', *args], env=env)
+
+
+def _checked(cmd, timeout=600, env=None):
+    out = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True,
+                         text=True, timeout=timeout, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
+
+
+def init_model(cfg):
+    """The config's model as training starts (seed 0, init_weights)."""
+    sys.path.insert(0, str(ROOT))
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    from mmdet.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
 
 
 @pytest.mark.parametrize('config,metric', [(ADDER_COCO, 'coco/bbox_mAP_50'),
@@ -164,19 +188,15 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
     adder filters' updates differ much more than the conv ones (cosine 0.54
     vs 0.91, measured): use SyncBN for adder models on GPUs.
     """
-    from adder_det.engine import allow_mmengine_checkpoints, setup_mmdet
-    setup_mmdet()
-    allow_mmengine_checkpoints()
-    from mmdet.registry import MODELS
     from mmengine.config import Config
     gn = {f'model.{part}.norm_cfg': dict(type='GN', num_groups=8,
                                          requires_grad=True)
           for part in ('backbone', 'neck')}
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(gn)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = init_model(cfg)
+    from adder_det.engine import allow_mmengine_checkpoints
+    allow_mmengine_checkpoints()
     init = tmp_path / 'init.pth'
     torch.save({'state_dict': model.state_dict()}, init)
     extra = coco_ann(data_root) + ['train_dataloader.dataset.pipeline.3.prob=0.0',
@@ -190,14 +210,11 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
               for k, v in norm.items()]
     run('tools/train.py', config, '--work-dir', tmp_path / 's',
         '--cfg-options', *overrides(data_root, 1, extra))
-    env = dict(os.environ, PORT='29517', PYTHON=sys.executable)
-    out = subprocess.run(
-        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-         str(tmp_path / 'd'), '--cfg-options',
-         *overrides(data_root, 1, extra + ['train_dataloader.batch_size=4'])],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert 'Distributed training: True' in out.stdout + out.stderr
+    log = run_dist('dist_train.sh', config, 2, '--work-dir', tmp_path / 'd',
+                   '--cfg-options', *overrides(
+                       data_root, 1, extra + ['train_dataloader.batch_size=4']),
+                   port=29517)
+    assert 'Distributed training: True' in log
     s = torch.load(tmp_path / 's' / 'epoch_1.pth')
     d = torch.load(tmp_path / 'd' / 'epoch_1.pth')
     assert s['meta']['iter'] == d['meta']['iter'] == 2
@@ -217,14 +234,8 @@ def test_dist_train_two_cpu_processes_match_single(tmp_path, data_root, config):
 def test_dist_test_two_cpu_processes_match_single(tmp_path, data_root):
     """torchrun, 2 gloo processes: every val image gets the predictions one
     process gives it, gathered back in the data set's order by --out."""
-    from adder_det.engine import setup_mmdet
-    setup_mmdet()
-    from mmdet.registry import MODELS
     from mmengine.config import Config
-    cfg = Config.fromfile(str(ADDER_COCO))
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = init_model(Config.fromfile(str(ADDER_COCO)))
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     # An untrained model scores below 0.05: keep every box.
@@ -232,14 +243,10 @@ def test_dist_test_two_cpu_processes_match_single(tmp_path, data_root):
                      coco_ann(data_root) + ['model.test_cfg.score_thr=0'])
     run('tools/test.py', ADDER_COCO, ckpt, '--work-dir', tmp_path / 's',
         '--out', tmp_path / 's.pkl', '--cfg-options', *opts)
-    env = dict(os.environ, PORT='29518', PYTHON=sys.executable)
-    out = subprocess.run(
-        ['bash', 'tools/dist_test.sh', str(ADDER_COCO), str(ckpt), '2',
-         '--work-dir', str(tmp_path / 'd'), '--out', str(tmp_path / 'd.pkl'),
-         '--cfg-options', *opts],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert 'Distributed launcher: pytorch' in out.stdout + out.stderr
+    log = run_dist('dist_test.sh', ADDER_COCO, ckpt, 2, '--work-dir',
+                   tmp_path / 'd', '--out', tmp_path / 'd.pkl',
+                   '--cfg-options', *opts, port=29518)
+    assert 'Distributed launcher: pytorch' in log
     import pickle
     single = pickle.load(open(tmp_path / 's.pkl', 'rb'))
     multi = pickle.load(open(tmp_path / 'd.pkl', 'rb'))
@@ -255,16 +262,10 @@ def test_dist_test_two_cpu_processes_match_single(tmp_path, data_root):
 def awn_checkpoint(tmp_path):
     """The AWN config (score threshold 0), a model of it with its gains
     moved off 1, and that model saved as a checkpoint with the config."""
-    sys.path.insert(0, str(ROOT))
-    from adder_det.engine import setup_mmdet
-    setup_mmdet()
-    from mmdet.registry import MODELS
     from mmengine.config import Config
     cfg = Config.fromfile(str(ADDER_AWN))
     cfg.model.test_cfg.score_thr = 0.0
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = init_model(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith('awn_gain'):
