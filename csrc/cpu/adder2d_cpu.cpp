@@ -4,13 +4,14 @@
 // vector extensions (8 floats / 4 doubles a vector), compiled twice: for
 // AVX2+FMA and for the baseline ISA, picked at run time by CPU capability.
 //
-// forward:  per task = (sample, group, chunk of LC output positions), the
-//   input patches of the chunk are packed into NR-wide panels [K][NR]; then
-//   for K-blocks of KC, MR filters x NR positions are accumulated in
-//   registers: acc += 2 min(w, x), and the output is that minus the patch
-//   and filter sums (= -sum |w - x| for finite values, after shifting both
-//   by per-row filter means; chunks holding inf or NaN use acc += |w - x|).
-//   Memory: one K x LC panel buffer per task.
+// forward:  the input patches are packed into NR-wide panels [K][NR] (a
+//   group's positions of all samples in one sequence); then for K-blocks of
+//   KC, MR filters x NR positions are accumulated in registers: acc += 2
+//   min(w, x), and the output is that minus the patch and filter sums (=
+//   -sum |w - x| for finite values, after shifting both by per-channel
+//   filter means; panels holding inf or NaN use acc += |w - x|). Tasks are
+//   blocks of panels, and of filters too where the panels are few. Stride-1
+//   layers with few filters read the padded input in place instead.
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
@@ -117,7 +118,7 @@ void check_cpu(const at::Tensor& t, const char* name) {
 // (sample, group, chunk of padded-pitch positions). shift: per (group,
 // channel), null when the filters are not finite (direct form, unshifted).
 template <typename T>
-void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
+void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                       T* y, const Adder2dShape& s) {
   constexpr int NR = generic::fwd_nr<T>();
   const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw, plane = hp * wp;
@@ -150,17 +151,6 @@ void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
         for (int64_t q = 0; q < plane; ++q) cs[q] += src[c * plane + q];
     }
   });
-  // Full MR-filter tiles of each group, interleaved for the micro-kernel.
-  constexpr int MR = generic::kFwdMR;
-  const int64_t cout_g = s.cout_g(), tiles = cout_g / MR;
-  std::vector<T> wpk(s.groups * tiles * MR * K);
-  for (int64_t g = 0; g < s.groups; ++g)
-    for (int64_t tt = 0; tt < tiles; ++tt) {
-      T* dst = wpk.data() + (g * tiles + tt) * MR * K;
-      const T* src = w + (g * cout_g + tt * MR) * K;
-      for (int64_t k = 0; k < K; ++k)
-        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * K + k];
-    }
   std::vector<int64_t> off(K);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t c = k / taps, i = (k % taps) / s.kw, j = k % s.kw;
@@ -178,8 +168,78 @@ void forward_implicit(const T* x, const T* w, const T* wsum, const T* shift,
     for (int64_t task = b; task < e; ++task) {
       const int64_t chunk = task % chunks, ng = task / chunks;
       const int64_t lp0 = chunk * lc;
-      fn(xp, off.data(), csum, w, wpk.data(), wsum, y, s, hp, wp,
+      fn(xp, off.data(), csum, wpk, wsum, y, s, hp, wp,
          ng / s.groups, ng % s.groups, lp0, std::min(lc, positions - lp0), yc);
+    }
+  });
+}
+
+// Forward through packed panels of NR positions. A group's N * L
+// positions are one sequence (samples back to back, so the 7x7 maps of
+// ResNet-50's last stage fill panels instead of leaving a mostly empty one
+// per sample), cut into blocks of up to 32 panels (~<= 1 MiB a block).
+// Many blocks: each task packs one block in its own scratch and runs every
+// filter over it (the block stays in L2). Few blocks (small maps, where
+// that left one thread idle or each task re-reading megabytes of filters):
+// every block is packed first, then tasks split the filters as well.
+template <typename T>
+void forward_packed(const T* x, const T* wpk, const T* wsum,
+                    const T* row_shift, T* y, const Adder2dShape& s) {
+  constexpr int NR = generic::fwd_nr<T>(), MR = generic::kFwdMR;
+  const int64_t K = s.k(), cout_g = s.cout_g();
+  const int64_t npanels = (s.n * s.l() + NR - 1) / NR;
+  const int64_t per = std::max<int64_t>(
+      1, std::min<int64_t>(32, (1 << 20) / (int64_t)sizeof(T) / (K * NR)));
+  const int64_t blocks = (npanels + per - 1) / per;
+  const int64_t threads = at::get_num_threads();
+  const auto pack = ADDER_PICK_ISA(pack_panel_range<T>);
+  const auto run = ADDER_PICK_ISA(forward_panels_impl<T>);
+  const bool min_ok = wsum != nullptr;
+  const int64_t all_bytes = s.groups * npanels * NR * K * (int64_t)sizeof(T);
+  if (s.groups * blocks >= 4 * threads || all_bytes > (64 << 20)) {
+    at::parallel_for(0, s.groups * blocks, 1, [&](int64_t b, int64_t e) {
+      T* panels = scratch<T>(per * NR * K + per * NR);
+      T* xsum = panels + per * NR * K;
+      T* yc = scratch<T, 1>(cout_g * per * NR);
+      uint8_t use_min[32];
+      for (int64_t task = b; task < e; ++task) {
+        const int64_t g = task / blocks, p0 = task % blocks * per;
+        const int64_t p1 = std::min(npanels, p0 + per);
+        pack(x, row_shift, s, g, p0, p1, min_ok, panels, xsum, use_min);
+        run(panels, xsum, use_min, wpk, wsum, y, s, g, 0, cout_g,
+            p0, p1, yc);
+      }
+    });
+    return;
+  }
+  // Every panel first (its own scratch: the threads' buffers are in use).
+  T* panels = scratch<T, 3>(s.groups * npanels * (NR * K + NR));
+  T* xsum = panels + s.groups * npanels * NR * K;
+  std::vector<uint8_t> use_min(s.groups * npanels);
+  at::parallel_for(0, s.groups * npanels, 1, [&](int64_t b, int64_t e) {
+    while (b < e) {  // runs of panels within one group
+      const int64_t g = b / npanels, p0 = b % npanels;
+      const int64_t p1 = std::min(npanels, p0 + (e - b));
+      pack(x, row_shift, s, g, p0, p1, min_ok, panels + b * NR * K,
+           xsum + b * NR, use_min.data() + b);
+      b += p1 - p0;
+    }
+  });
+  // Filter blocks (multiples of MR) so that there are ~4 tasks a thread.
+  const int64_t want = std::max<int64_t>(1, 4 * threads / (s.groups * blocks));
+  int64_t fb = (cout_g + want - 1) / want;
+  fb = std::min(cout_g, std::max<int64_t>(MR, (fb + MR - 1) / MR * MR));
+  const int64_t fblocks = (cout_g + fb - 1) / fb;
+  at::parallel_for(0, s.groups * blocks * fblocks, 1, [&](int64_t b, int64_t e) {
+    T* yc = scratch<T, 1>(fb * per * NR);
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t f = task % fblocks, gb = task / fblocks;
+      const int64_t g = gb / blocks, p0 = gb % blocks * per;
+      const int64_t p1 = std::min(npanels, p0 + per);
+      const int64_t off = g * npanels + p0;
+      run(panels + off * NR * K, xsum + off * NR, use_min.data() + off,
+          wpk, wsum, y, s, g, f * fb, std::min(cout_g, (f + 1) * fb),
+          p0, p1, yc);
     }
   });
 }
@@ -196,83 +256,58 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
   auto out = at::empty({s.n, s.cout, s.hout, s.wout}, input.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_forward_cpu", [&] {
-    constexpr int NR = generic::fwd_nr<scalar_t>();
-    const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), cin_g = s.cin_g();
+    const int64_t K = s.k(), cout_g = s.cout_g(), cin_g = s.cin_g();
     const int64_t taps = s.taps();
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight.data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
     // The min form (see the kernels) cancels badly when inputs and filters
     // share a large offset, so both are shifted by the same per-channel
-    // constant, the mean of a group's filters over that input channel:
-    // |x - w| = |(x - c) - (w - c)|. Then the shifted filters' sums. With any
-    // inf/NaN filter value none of this: the direct form runs everywhere.
-    std::vector<scalar_t> shift(s.groups * cin_g), wshift(s.cout * K),
+    // constant, |x - w| = |(x - c) - (w - c)|: the mean of the channel's
+    // values in the group's first (up to) 16 filters, close enough to the
+    // data to remove a shared offset (a mean over every filter cost a pass
+    // over the filters, as much as the arithmetic of the 7x7 layers). Then
+    // the shifted filters' sums. With any inf/NaN filter value none of this:
+    // the direct form runs everywhere.
+    const int64_t sample = std::min<int64_t>(cout_g, 16);
+    std::vector<scalar_t> shift(s.groups * cin_g), row_shift(s.groups * K),
         wsum(s.cout);
-    // (Sums in double, in independent accumulators: a serial double sum
-    // over a 1024x256 filter bank costs as much as the layer's arithmetic.)
-    std::vector<double> acc(s.groups * K, 0.);
-    at::parallel_for(0, K, 64, [&](int64_t k0, int64_t k1) {
-      for (int64_t g = 0; g < s.groups; ++g)
-        for (int64_t t = g * cout_g; t < (g + 1) * cout_g; ++t)
-          for (int64_t k = k0; k < k1; ++k) acc[g * K + k] += w[t * K + k];
-    });
     for (int64_t g = 0; g < s.groups; ++g)
       for (int64_t c = 0; c < cin_g; ++c) {
         double sum = 0;
-        for (int64_t i = 0; i < taps; ++i) sum += acc[g * K + c * taps + i];
-        shift[g * cin_g + c] = (scalar_t)(sum / (cout_g * taps));
+        for (int64_t t = g * cout_g; t < g * cout_g + sample; ++t)
+          for (int64_t i = c * taps; i < (c + 1) * taps; ++i) sum += w[t * K + i];
+        const scalar_t sc = (scalar_t)(sum / (sample * taps));
+        shift[g * cin_g + c] = sc;
+        std::fill_n(row_shift.data() + g * K + c * taps, taps, sc);
       }
-    at::parallel_for(0, s.cout, 16, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        double acc[4] = {};
-        const scalar_t* c = shift.data() + (t / cout_g) * cin_g;
-        scalar_t* ws = wshift.data() + t * K;
-        for (int64_t ci = 0; ci < cin_g; ++ci)
-          for (int64_t i = ci * taps; i < (ci + 1) * taps; ++i)
-            ws[i] = w[t * K + i] - c[ci];
-        int64_t k = 0;
-        for (; k + 4 <= K; k += 4)
-          for (int i = 0; i < 4; ++i) acc[i] += ws[k + i];
-        for (; k < K; ++k) acc[0] += ws[k];
-        wsum[t] = (scalar_t)((acc[0] + acc[1]) + (acc[2] + acc[3]));
-      }
-    });
-    // An inf/NaN filter value makes its channel's shift and so every sum of
-    // its group non-finite; finite filters give finite double sums.
+    // The shifted filters in the kernels' layout (per-thread scratch: a
+    // fresh buffer of a layer's filters each call costs page faults).
+    scalar_t* wpk = scratch<scalar_t, 5>(s.cout * K);
+    const int64_t items = cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
+    const auto pack_filters = ADDER_PICK_ISA(pack_filters_impl<scalar_t>);
+    auto pack_all = [&](const scalar_t* sh) {
+      at::parallel_for(0, s.groups * items, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          pack_filters(w, sh, s, i / items, i % items, wpk, wsum.data());
+      });
+    };
+    pack_all(row_shift.data());
+    // An inf/NaN filter value makes its shift or its sum non-finite;
+    // finite filters give finite sums. Then the direct form, unshifted.
     bool finite = true;
     for (int64_t t = 0; t < s.cout && finite; ++t)
       finite = std::isfinite(wsum[t]);
-    if (finite) w = wshift.data();
+    for (int64_t i = 0; i < s.groups * cin_g && finite; ++i)
+      finite = std::isfinite(shift[i]);
+    if (!finite) pack_all(nullptr);
     const scalar_t* ws = finite ? wsum.data() : nullptr;
     if (use_in_place(s)) {
-      forward_implicit(x, w, ws, finite ? shift.data() : nullptr, y, s);
+      forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s);
       return;
     }
-    // Strided: patches packed per task. Shift per patch row.
-    std::vector<scalar_t> row_shift;
-    if (finite) {
-      row_shift.resize(s.groups * K);
-      for (int64_t g = 0; g < s.groups; ++g)
-        for (int64_t k = 0; k < K; ++k)
-          row_shift[g * K + k] = shift[g * cin_g + k / taps];
-    }
-    const scalar_t* sh = finite ? row_shift.data() : nullptr;
-    // Positions per task: enough work per task, panel buffer ~<= 1 MiB.
-    int64_t lc = (1 << 20) / (int64_t)sizeof(scalar_t) / K;
-    lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
-    const int64_t chunks = (L + lc - 1) / lc;
-    const auto fn = ADDER_PICK_ISA(forward_chunk_impl<scalar_t>);
-    at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
-      const int64_t np = (lc + NR - 1) / NR;
-      scalar_t* panels = scratch<scalar_t>(np * NR * K + np * NR);
-      for (int64_t task = b; task < e; ++task) {
-        const int64_t chunk = task % chunks, ng = task / chunks;
-        const int64_t l0 = chunk * lc;
-        fn(x, w, ws, sh, y, s, ng / s.groups, ng % s.groups, l0,
-           std::min(lc, L - l0), panels);
-      }
-    });
+    // Other layers: patches packed into panels (shift per patch row).
+    forward_packed(x, wpk, ws, finite ? row_shift.data() : nullptr, y, s);
   });
   return out;
 }

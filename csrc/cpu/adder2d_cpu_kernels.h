@@ -140,24 +140,90 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
   }
 }
 
-// w: filters minus shift; wsum: their sums per filter; shift: per patch row
-// of each group (both null when a filter is not finite: the direct form
-// runs, unshifted). panels: K x LC scratch plus LC column sums.
+// The forward's filter layout: filter t of group g starts at (g * cout_g
+// + t) * K as in the weight tensor, but each full tile of MR filters is
+// interleaved [k][MR] (one contiguous stream for the micro-kernel instead
+// of MR rows K apart, which share L1 sets where K * 4 is a multiple of
+// 4 KiB); the cout_g % MR filters past the last tile stay rows. Writes
+// ROWS filters from t0 (a tile: ROWS = MR; else 1) minus the per-row shift
+// (null: none), and each one's sum of the written values to wsum (vector
+// partial sums over 128 values, added up in double).
+template <typename T, int ROWS>
+inline void pack_filter_rows(const T* w, const T* row_shift, int64_t K,
+                             int64_t t0, T* wpk, T* wsum) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width;
+  const V zero = {};
+  T* dst = wpk + t0 * K;
+  const T* src = w + t0 * K;
+  double total[ROWS] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += 128) {
+    const int64_t k1 = std::min(K, k0 + 128);
+    V part[ROWS];
+    T rest[ROWS] = {};
+    for (int i = 0; i < ROWS; ++i) part[i] = zero;
+    int64_t k = k0;
+    for (; k + W <= k1; k += W) {
+      const V sh = row_shift ? vload(row_shift + k) : zero;
+#pragma GCC unroll 8
+      for (int i = 0; i < ROWS; ++i) {
+        const V v = vload(src + i * K + k) - sh;
+        part[i] += v;
+        if (ROWS == 1) {
+          std::memcpy(dst + k, &v, sizeof(v));
+        } else {
+          T lanes[W];
+          std::memcpy(lanes, &v, sizeof(v));
+          for (int j = 0; j < W; ++j) dst[(k + j) * ROWS + i] = lanes[j];
+        }
+      }
+    }
+    for (; k < k1; ++k)
+      for (int i = 0; i < ROWS; ++i) {
+        const T v = src[i * K + k] - (row_shift ? row_shift[k] : T(0));
+        dst[k * ROWS + i] = v;
+        rest[i] += v;
+      }
+    for (int i = 0; i < ROWS; ++i) {
+      T lanes[W];
+      std::memcpy(lanes, &part[i], sizeof(lanes));
+      double sum = rest[i];
+      for (int j = 0; j < W; ++j) sum += lanes[j];
+      total[i] += sum;
+    }
+  }
+  for (int i = 0; i < ROWS; ++i) wsum[t0 + i] = (T)total[i];
+}
+
+// Item `item` of group g in that layout: a full tile, or past the tiles a
+// single filter. row_shift: per group and patch row, null for none.
 template <typename T>
-inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
-                                     const T* shift, T* y,
-                                     const Adder2dShape& s, int64_t n,
-                                     int64_t g, int64_t l0, int64_t lc,
-                                     T* panels) {
+inline void pack_filters_impl(const T* w, const T* row_shift,
+                              const Adder2dShape& s, int64_t g, int64_t item,
+                              T* wpk, T* wsum) {
+  constexpr int MR = kFwdMR;
+  const int64_t K = s.k(), cout_g = s.cout_g(), tiles = cout_g / MR;
+  const T* rs = row_shift ? row_shift + g * K : nullptr;
+  if (item < tiles)
+    pack_filter_rows<T, MR>(w, rs, K, g * cout_g + item * MR, wpk, wsum);
+  else
+    pack_filter_rows<T, 1>(w, rs, K, g * cout_g + tiles * MR + item - tiles,
+                           wpk, wsum);
+}
+
+// Packs positions [l0, l0 + m) of sample n, group g, into columns
+// [q, q + m) of `panels` (panel p at panels + p * K * NR, [K][NR]):
+// X_col(k, l) - shift_k (padding taps: -shift_k; shift: per patch row of
+// each group, null for none). Walks output rows so that the valid input
+// columns of a row are one strided run, and copies runs (split only at
+// panel edges) instead of single values: per-value index arithmetic used to
+// cost more than the arithmetic of the 16-filter layers.
+template <typename T>
+inline void pack_patches(const T* x, const T* shift, const Adder2dShape& s,
+                         int64_t n, int64_t g, int64_t l0, int64_t m,
+                         T* panels, int64_t q_start) {
   constexpr int NR = fwd_nr<T>();
-  const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g();
-  const int64_t npanels = (lc + NR - 1) / NR;
-  // Pack the patches: panels[p][k][j] = X_col(k, l0 + p * NR + j) - shift_k
-  // (padding taps: 0 - shift_k), 0 past lc.
-  // Walk output rows so the valid input columns of a row are one strided
-  // run, and copy runs (split only at panel edges) instead of single values:
-  // per-value index arithmetic used to cost more than the arithmetic of the
-  // 16-filter layers.
+  const int64_t K = s.k(), q_end = q_start + m;
   const T* xg = x + (n * s.c + g * s.cin_g()) * s.h * s.w;
   const int64_t oh0 = l0 / s.wout, ow0 = l0 % s.wout;
   for (int64_t k = 0; k < K; ++k) {
@@ -170,12 +236,12 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
     const T* plane = xg + c * s.h * s.w;
     const T ck = shift ? shift[g * K + k] : T(0);
     T* const base = panels + k * NR;
-    int64_t q = 0;  // next packed column
-    // Writes m values at columns q..: src[i * sw] - ck, or fill - ck.
-    auto put = [&](int64_t m, const T* src, T fill) {
-      while (m > 0) {
+    int64_t q = q_start;  // next packed column
+    // Writes r values at columns q..: src[i * sw] - ck, or fill.
+    auto put = [&](int64_t r_all, const T* src, T fill) {
+      while (r_all > 0) {
         const int64_t p = q / NR, j = q - p * NR;
-        const int64_t r = std::min<int64_t>(m, NR - j);
+        const int64_t r = std::min<int64_t>(r_all, NR - j);
         T* d = base + p * K * NR + j;
         if (src == nullptr)
           for (int64_t i = 0; i < r; ++i) d[i] = fill;
@@ -185,12 +251,12 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
           for (int64_t i = 0; i < r; ++i) d[i] = src[i * s.sw] - ck;
         if (src != nullptr) src += r * s.sw;
         q += r;
-        m -= r;
+        r_all -= r;
       }
     };
-    for (int64_t oh = oh0; q < lc; ++oh) {
+    for (int64_t oh = oh0; q < q_end; ++oh) {
       const int64_t first = oh == oh0 ? ow0 : 0;
-      const int64_t last = std::min(s.wout, first + (lc - q));  // exclusive
+      const int64_t last = std::min(s.wout, first + (q_end - q));  // exclusive
       const int64_t hi = oh * s.sh + di;
       if (hi < 0 || hi >= s.h) {
         put(last - first, nullptr, -ck);
@@ -202,47 +268,108 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
       put(b - a, row + a * s.sw, T(0));
       put(last - b, nullptr, -ck);
     }
-    put(npanels * NR - q, nullptr, T(0));  // past lc: never stored
   }
-  // Column sums of the panels (in double), and whether all are finite.
-  T* xsum = panels + npanels * K * NR;
-  bool use_min = wsum != nullptr;
-  for (int64_t p = 0; use_min && p < npanels; ++p) {
+}
+
+// Packs panels [p0, p1) of group g, whose column q holds position q of the
+// group's N * L positions (sample q / L, position q % L), into `panels`
+// (panel p0 first); columns past N * L are zero. Then each panel's column
+// sums (xsum, from column p0 * NR on, summed in double) and whether the min
+// form may run on it (use_min: finite sums and `min_ok`, i.e. finite
+// filters; otherwise the direct form).
+template <typename T>
+inline void pack_panel_range(const T* x, const T* shift, const Adder2dShape& s,
+                             int64_t g, int64_t p0, int64_t p1, bool min_ok,
+                             T* panels, T* xsum, uint8_t* use_min) {
+  constexpr int NR = fwd_nr<T>();
+  const int64_t K = s.k(), L = s.l(), P = s.n * L;
+  const int64_t q0 = p0 * NR, q1 = std::min(P, p1 * NR);
+  for (int64_t q = q0; q < q1;) {
+    const int64_t n = q / L, l = q % L, m = std::min(L - l, q1 - q);
+    pack_patches(x, shift, s, n, g, l, m, panels, q - q0);
+    q += m;
+  }
+  if (q1 < p1 * NR) {  // the last panel's columns past N * L
+    T* last = panels + (p1 - 1 - p0) * K * NR;
+    const int j0 = (int)(q1 - (p1 - 1) * NR);
+    for (int64_t k = 0; k < K; ++k)
+      std::fill(last + k * NR + j0, last + (k + 1) * NR, T(0));
+  }
+  for (int64_t p = 0; p < p1 - p0; ++p) {
     double acc[NR] = {};
     const T* panel = panels + p * K * NR;
     for (int64_t k = 0; k < K; ++k)
       for (int j = 0; j < NR; ++j) acc[j] += panel[k * NR + j];
+    bool ok = min_ok;
     for (int j = 0; j < NR; ++j) {
       xsum[p * NR + j] = (T)acc[j];
-      use_min = use_min && std::isfinite(acc[j]);  // inf/NaN: direct form
+      ok = ok && std::isfinite(acc[j]);  // inf/NaN: direct form
     }
+    use_min[p] = ok;
   }
-  const T* wg = w + g * cout_g * K;
-  T* yg = y + (n * s.cout + g * cout_g) * L + l0;
-  const auto tile_mr = use_min ? &forward_tile<T, kFwdMR, true, PackedRows<T>>
-                               : &forward_tile<T, kFwdMR, false, PackedRows<T>>;
-  const auto tile_1 = use_min ? &forward_tile<T, 1, true, PackedRows<T>>
-                              : &forward_tile<T, 1, false, PackedRows<T>>;
+}
+
+// Filters [t0, t1) of group g (t0 a multiple of kFwdMR) over packed panels
+// [p0, p1) (panels, xsum and use_min start at panel p0, as pack_panel_range
+// writes them): K blocks outermost, then filter tiles, then panels, so one
+// K block of the panels (up to kKC x 32 x NR values) stays in L2 while each
+// filter tile (in L1) passes over it. Accumulates in yc ((t1 - t0) rows of
+// ldc = (p1 - p0) * NR), then writes y minus the patch and filter sums.
+// wpk, wsum: the filters as pack_filters_impl lays them out, their sums.
+template <typename T>
+inline void forward_panels_impl(const T* panels, const T* xsum,
+                                const uint8_t* use_min, const T* wpk,
+                                const T* wsum, T* y,
+                                const Adder2dShape& s, int64_t g, int64_t t0,
+                                int64_t t1, int64_t p0, int64_t p1, T* yc) {
+  constexpr int NR = fwd_nr<T>(), MR = kFwdMR;
+  const int64_t K = s.k(), L = s.l(), P = s.n * L, cout_g = s.cout_g();
+  const int64_t ldc = (p1 - p0) * NR, tiles = cout_g / MR;
+  const int64_t t_full = std::min(t1, tiles * MR);
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
-    int64_t t = 0;
-    for (; t + kFwdMR <= cout_g; t += kFwdMR)
-      for (int64_t p = 0; p < npanels; ++p)
-        tile_mr(kc, wg + t * K + k0, K, {panels + p * K * NR + k0 * NR},
-                yg + t * L + p * NR, L, kFwdMR,
-                (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
-    for (; t < cout_g; ++t)
-      for (int64_t p = 0; p < npanels; ++p)
-        tile_1(kc, wg + t * K + k0, K, {panels + p * K * NR + k0 * NR},
-               yg + t * L + p * NR, L, 1,
-               (int)std::min<int64_t>(NR, lc - p * NR), k0 == 0);
-  }
-  if (use_min) {
-    const T* ws = wsum ? wsum + g * cout_g : nullptr;
-    for (int64_t t = 0; t < cout_g; ++t) {
-      T* o = yg + t * L;
-      for (int64_t j = 0; j < lc; ++j) o[j] -= xsum[j] + ws[t];
+    for (int64_t t = t0; t < t1;) {
+      const bool full = t < t_full;
+      for (int64_t p = 0; p < p1 - p0; ++p) {
+        const PackedRows<T> rows{panels + p * K * NR + k0 * NR};
+        T* out = yc + (t - t0) * ldc + p * NR;
+        if (full) {
+          const T* wt = wpk + (g * cout_g + t) * K + k0 * MR;
+          if (use_min[p])
+            forward_tile<T, MR, true, PackedRows<T>, true>(
+                kc, wt, 0, rows, out, ldc, MR, NR, k0 == 0);
+          else
+            forward_tile<T, MR, false, PackedRows<T>, true>(
+                kc, wt, 0, rows, out, ldc, MR, NR, k0 == 0);
+        } else {
+          const T* wt = wpk + (g * cout_g + t) * K + k0;
+          if (use_min[p])
+            forward_tile<T, 1, true, PackedRows<T>>(kc, wt, K, rows, out, ldc,
+                                                    1, NR, k0 == 0);
+          else
+            forward_tile<T, 1, false, PackedRows<T>>(kc, wt, K, rows, out,
+                                                     ldc, 1, NR, k0 == 0);
+        }
+      }
+      t += full ? MR : 1;
     }
+  }
+  // To y: runs of columns within one sample and one panel.
+  const T* ws = wsum ? wsum + g * cout_g : nullptr;
+  const int64_t q1 = std::min(P, p1 * NR);
+  for (int64_t q = p0 * NR; q < q1;) {
+    const int64_t n = q / L, l = q % L, p = q / NR - p0;
+    const int64_t m = std::min({L - l, q1 - q, (p + p0 + 1) * NR - q});
+    const int64_t j0 = q - p0 * NR;
+    for (int64_t t = t0; t < t1; ++t) {
+      T* o = y + (n * s.cout + g * cout_g + t) * L + l;
+      const T* a = yc + (t - t0) * ldc + j0;
+      if (use_min[p])
+        for (int64_t j = 0; j < m; ++j) o[j] = a[j] - xsum[j0 + j] - ws[t];
+      else
+        for (int64_t j = 0; j < m; ++j) o[j] = a[j];
+    }
+    q += m;
   }
 }
 
@@ -253,13 +380,12 @@ inline void forward_chunk_impl(const T* x, const T* w, const T* wsum,
 // tap) plane at xp + off[k] + lp; columns ow >= wout are computed and
 // dropped. csum: per (n, g) and padded pixel, the sum over the group's
 // channels of xp (double), from which the patch sums are tap sums.
-// w/wsum: shifted filters and their sums (wsum null: direct form); wpk:
-// the same, each group's full MR-filter tiles interleaved [tile][k][MR].
+// wpk/wsum: the shifted filters as pack_filters_impl lays them out and
+// their sums (wsum null: direct form, filters unshifted).
 // yc: cout_g x (lc rounded up to NR) scratch.
 template <typename T>
 inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
-                                        const double* csum, const T* w,
-                                        const T* wpk,
+                                        const double* csum, const T* wpk,
                                         const T* wsum, T* y,
                                         const Adder2dShape& s, int64_t hp,
                                         int64_t wp, int64_t n, int64_t g,
@@ -280,7 +406,7 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
     xsum[q] = (T)acc;
     if ((lp0 + q) % wp < s.wout) use_min = use_min && std::isfinite(acc);
   }
-  const T* wg = w + g * cout_g * K;
+  const T* wg = wpk + g * cout_g * K;
   const auto tile_mr =
       use_min ? &forward_tile<T, kFwdMR, true, OffsetRows<T>, true>
               : &forward_tile<T, kFwdMR, false, OffsetRows<T>, true>;
@@ -294,9 +420,8 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
       const OffsetRows<T> rows{xg + p * NR, off + k0};
       int64_t t = 0;
       for (; t + kFwdMR <= cout_g; t += kFwdMR)
-        tile_mr(kc, wpk + (g * (cout_g / kFwdMR) + t / kFwdMR) * kFwdMR * K +
-                        k0 * kFwdMR, 0, rows, yc + t * ld + p * NR, ld,
-                kFwdMR, NR, k0 == 0);
+        tile_mr(kc, wg + t * K + k0 * kFwdMR, 0, rows, yc + t * ld + p * NR,
+                ld, kFwdMR, NR, k0 == 0);
       for (; t < cout_g; ++t)
         tile_1(kc, wg + t * K + k0, K, rows, yc + t * ld + p * NR, ld, 1, NR,
                k0 == 0);

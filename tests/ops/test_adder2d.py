@@ -79,6 +79,18 @@ PATH_CASES = {
                                padding=(1, 1), groups=1, h=8, w=8),
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
                              padding=(1, 1), groups=1, h=11, w=7),
+    # The packed forward cuts a group's N * L positions (samples back to
+    # back) into blocks of panels. Many blocks: a task packs and runs one
+    # (K = 2304: 7 panels a block in float32, 3 in float64; 56 panels).
+    'packed, a task a block of panels': dict(
+        c=256, cout=7, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+        groups=1, h=42, w=42, threads=1),
+    # Few: all panels packed first, tasks split the filters (blocks of 15
+    # here, the second ending in the 3 filters past the last 5-filter tile);
+    # the 49 positions a sample share panels across samples.
+    'packed, blocks of filters, groups': dict(
+        c=8, cout=46, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+        groups=2, h=13, w=13, threads=1),
 }
 
 
@@ -89,9 +101,15 @@ def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
                                                 input_grad):
     from .cases import Case
     kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    threads = kw.pop('threads', None)  # the task split depends on it
     case = Case(seed=7, n=2, bias=False, eta=None, input_grad=input_grad,
                 **kw)
-    run_case(case, dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        run_case(case, dtype)
+    finally:
+        torch.set_num_threads(before)
 
 
 # (filters, stride): the in-place and the packed path, each with enough
