@@ -135,18 +135,26 @@ class Adder2dFunction(torch.autograd.Function):
             grad_weight = ctx.backward_weight(grad_output, input, weight,
                                               *ctx.conf)
             if ctx.eta is not None:
-                grad_weight = scale_filter_grad(grad_weight, ctx.eta)
+                grad_weight = scale_filter_grad(grad_weight, ctx.eta,
+                                                inplace=True)
         return grad_input, grad_weight, None, None, None, None, None, None
 
 
-def scale_filter_grad(grad: torch.Tensor, eta: float) -> torch.Tensor:
+def scale_filter_grad(grad: torch.Tensor, eta: float,
+                      inplace: bool = False) -> torch.Tensor:
     """AdderNet's adaptive learning rate: rescale to norm eta*sqrt(numel).
 
-    A zero gradient stays zero (no direction to rescale)."""
+    A zero gradient stays zero (no direction to rescale). ``inplace``: the
+    caller owns ``grad`` (a fresh filter gradient), so float32/64 ones are
+    scaled in place instead of through a new buffer of the filters' size."""
     acc = torch.promote_types(grad.dtype, torch.float32)  # half: in float
     norm = grad.to(acc).norm()
-    scale = eta * math.sqrt(grad.numel()) / norm.clamp_min(1e-30)
-    return (grad.to(acc) * torch.where(norm > 0, scale, 0.)).to(grad.dtype)
+    scale = torch.where(norm > 0,
+                        eta * math.sqrt(grad.numel()) / norm.clamp_min(1e-30),
+                        0.)
+    if inplace and grad.dtype == acc:
+        return grad.mul_(scale)
+    return (grad.to(acc) * scale).to(grad.dtype)
 
 
 class _ScaleFilterGrad(torch.autograd.Function):

@@ -70,7 +70,9 @@ def defer_eta(model: nn.Module,
             for m in group:
                 g = m.weight.grad
                 if g is not None:
-                    g.copy_(scale_filter_grad(g, m.eta))
+                    scaled = scale_filter_grad(g, m.eta, inplace=True)
+                    if scaled is not g:  # half precision: scaled in float
+                        g.copy_(scaled)
         return rescale
 
     handles = [opt.register_step_pre_hook(pre_hook(group))

@@ -482,6 +482,37 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   });
 }
 
+// Packed input gradient: tasks of (sample, group, block of `per`
+// channels); for the sign rule's fast tile the output gradient summed over
+// each group's filters first.
+template <typename T, bool kSign>
+void backward_input_packed(const T* go, const T* x, const T* wt,
+                           const std::vector<uint8_t>& tie, T* gx,
+                           const Adder2dShape& s, int64_t per) {
+  const int64_t ng_all = s.n * s.groups, L = s.l();
+  T* gtot = nullptr;
+  if (!tie.empty()) {
+    gtot = scratch<T, 6>(ng_all * L);
+    const auto sums = ADDER_PICK_ISA(backward_input_g_sums_impl<T>);
+    at::parallel_for(0, ng_all, 1, [&](int64_t b, int64_t e) {
+      for (int64_t ng = b; ng < e; ++ng)
+        sums(go, s, ng / s.groups, ng % s.groups, gtot + ng * L);
+    });
+  }
+  const int64_t cin_g = s.cin_g(), blocks = (cin_g + per - 1) / per;
+  const auto fn = ADDER_PICK_ISA(backward_input_chunk_impl<T, kSign>);
+  at::parallel_for(0, ng_all * blocks, 1, [&](int64_t b, int64_t e) {
+    T* gbuf = scratch<T>(s.cout_g() * generic::bwd_nr<T, kSign>());
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t blk = task % blocks, ng = task / blocks;
+      const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);
+      fn(go, gtot ? gtot + ng * L : nullptr, x, wt,
+         tie.empty() ? nullptr : tie.data(), gx, s, ng / s.groups,
+         ng % s.groups, c0, c1, gbuf);
+    }
+  });
+}
+
 at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
                                       const at::Tensor& input_,
                                       const at::Tensor& weight_,
@@ -514,25 +545,15 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
     const int64_t want = 4 * at::get_num_threads();
     const int64_t per = std::max<int64_t>(
         1, cin_g / std::max<int64_t>(1, want / std::max<int64_t>(1, s.n * s.groups)));
-    const int64_t blocks = (cin_g + per - 1) / per;
-    const auto fn = sign_grad
-                        ? ADDER_PICK_ISA(backward_input_chunk_impl<scalar_t, true>)
-                        : ADDER_PICK_ISA(backward_input_chunk_impl<scalar_t, false>);
     const scalar_t* go = grad_output.data_ptr<scalar_t>();
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight_t.data_ptr<scalar_t>();
     scalar_t* gx = grad_input.data_ptr<scalar_t>();
     const std::vector<uint8_t> tie = sign_fast_ties(x, w, s, sign_grad);
-    at::parallel_for(0, s.n * s.groups * blocks, 1, [&](int64_t b, int64_t e) {
-      // g panel of NR columns (the hardtanh rule has the wider tiles)
-      scalar_t* gbuf = scratch<scalar_t>(s.cout_g() * generic::bwd_nr<scalar_t, false>());
-      for (int64_t task = b; task < e; ++task) {
-        const int64_t blk = task % blocks, ng = task / blocks;
-        const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);
-        fn(go, x, w, tie.empty() ? nullptr : tie.data(), gx, s, ng / s.groups,
-           ng % s.groups, c0, c1, gbuf);
-      }
-    });
+    if (sign_grad)
+      backward_input_packed<scalar_t, true>(go, x, w, tie, gx, s, per);
+    else
+      backward_input_packed<scalar_t, false>(go, x, w, tie, gx, s, per);
   });
   return grad_input;
 }

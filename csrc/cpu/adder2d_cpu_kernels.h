@@ -585,41 +585,67 @@ ADDER_INLINE void backward_input_sign_fast_rows(int64_t R, const T* wt,
   }
 }
 
+// The output gradient of sample n and group g summed over the group's
+// filters, per output position (the sign rule's fast tile needs it).
+template <typename T>
+inline void backward_input_g_sums_impl(const T* go, const Adder2dShape& s,
+                                       int64_t n, int64_t g, T* gtot) {
+  const int64_t L = s.l(), cout_g = s.cout_g();
+  const T* src = go + (n * s.cout + g * cout_g) * L;
+  std::copy(src, src + L, gtot);
+  for (int64_t t = 1; t < cout_g; ++t)
+    for (int64_t l = 0; l < L; ++l) gtot[l] += src[t * L + l];
+}
+
 // One input-gradient task: sample n, group g, input channels [c0, c1) of
 // the group. Owns dX(n, g * cin_g + [c0, c1)), so it writes without atomics.
-// wt: filters as [groups][K][cout_g].
+// wt: filters as [groups][K][cout_g]; gtot_all: the (n, g) output
+// gradient summed over the filters (backward_input_g_sums_impl). The tiles
+// read the output gradient where it is (NR consecutive positions of each
+// filter's plane) or, in the last, partial, panel and where many tiles
+// pass over a panel, from a copy in gbuf (cout_g x NR, zero-padded).
 //
 // tie: as in the in-place path below, one flag per (sample, channel), null
 // for no fast tile; rows of a flagged channel take the exact tile.
 template <typename T, bool kSign>
-inline void backward_input_chunk_impl(const T* go, const T* x,
-                                            const T* wt, const uint8_t* tie,
-                                            T* gx, const Adder2dShape& s,
-                                            int64_t n, int64_t g, int64_t c0,
-                                            int64_t c1, T* gbuf) {
+inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
+                                      const T* x, const T* wt,
+                                      const uint8_t* tie, T* gx,
+                                      const Adder2dShape& s, int64_t n,
+                                      int64_t g, int64_t c0, int64_t c1,
+                                      T* gbuf) {
   constexpr int NR = bwd_nr<T, kSign>();
   constexpr int kRows = kSign ? std::max(kBwdMR, kBwdFastMR) : kBwdMR;
   const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), T_ = s.taps();
   const int64_t HW = s.h * s.w;
   const T* xg = x + (n * s.c + g * s.cin_g()) * HW;
   T* gxg = gx + (n * s.c + g * s.cin_g()) * HW;
-  const T* gog = go + (n * s.cout + g * cout_g) * L;
   const T* wg = wt + g * K * cout_g;
   const uint8_t* tie_ng = tie ? tie + n * s.c + g * s.cin_g() : nullptr;
   std::fill(gxg + c0 * HW, gxg + c1 * HW, T(0));
   const int64_t r0 = c0 * T_, r1 = c1 * T_;  // patch rows owned
   const int64_t step = kSign && tie_ng ? kBwdFastMR : kBwdMR;
+  const T* gog = go + (n * s.cout + g * cout_g) * L;
+  // The tiles of a position block read its output gradient from cout_g
+  // rows L apart, each of those lines half used: fine for a pass or three,
+  // but where more row tiles pass over it a compact copy pays.
+  const bool compact = (r1 - r0) >= 4 * step;
   for (int64_t l0 = 0; l0 < L; l0 += NR) {
     const int cols = (int)std::min<int64_t>(NR, L - l0);
-    // g(t, l0 .. l0 + NR), zero-padded past L; gtot: its sum over t.
-    T gtot[NR] = {};
-    for (int64_t t = 0; t < cout_g; ++t) {
-      T* dst = gbuf + t * NR;
-      std::memcpy(dst, gog + t * L + l0, cols * sizeof(T));
-      std::fill(dst + cols, dst + NR, T(0));
-      if (tie_ng)
-        for (int j = 0; j < NR; ++j) gtot[j] += dst[j];
+    StridedRows<T> gr{gog + l0, L};
+    if (cols < NR) {
+      for (int64_t t = 0; t < cout_g; ++t) {
+        std::copy(gog + t * L + l0, gog + t * L + L, gbuf + t * NR);
+        std::fill(gbuf + t * NR + cols, gbuf + (t + 1) * NR, T(0));
+      }
+      gr = {gbuf, NR};
+    } else if (compact) {
+      for (int64_t t = 0; t < cout_g; ++t)
+        std::memcpy(gbuf + t * NR, gog + t * L + l0, NR * sizeof(T));
+      gr = {gbuf, NR};
     }
+    T gtot[NR] = {};
+    if (tie_ng) std::copy(gtot_all + l0, gtot_all + l0 + cols, gtot);
     // Output position -> input offset of tap (0, 0).
     int64_t hbase[NR], wbase[NR];
     for (int j = 0; j < NR; ++j) {
@@ -645,7 +671,6 @@ inline void backward_input_chunk_impl(const T* go, const T* x,
       }
       const T* xr[kRows];
       for (int i = 0; i < kRows; ++i) xr[i] = xt[std::min(i, rows - 1)];
-      const StridedRows<T> gr{gbuf, NR};
       if constexpr (kSign) {
         if (fast) {
           backward_input_sign_fast_rows(cout_g, wg + r * cout_g, cout_g, gr,
