@@ -188,8 +188,11 @@ void forward_packed(const T* x, const T* wpk, const T* wsum,
   constexpr int NR = generic::fwd_nr<T>(), MR = generic::kFwdMR;
   const int64_t K = s.k(), cout_g = s.cout_g();
   const int64_t npanels = (s.n * s.l() + NR - 1) / NR;
-  const int64_t per = std::max<int64_t>(
+  // Blocks of equal size: a short last block leaves a thread idle.
+  const int64_t per_max = std::max<int64_t>(
       1, std::min<int64_t>(32, (1 << 20) / (int64_t)sizeof(T) / (K * NR)));
+  const int64_t per = (npanels + (npanels + per_max - 1) / per_max - 1) /
+                      ((npanels + per_max - 1) / per_max);
   const int64_t blocks = (npanels + per - 1) / per;
   const int64_t threads = at::get_num_threads();
   const auto pack = ADDER_PICK_ISA(pack_panel_range<T>);
@@ -225,8 +228,9 @@ void forward_packed(const T* x, const T* wpk, const T* wsum,
       b += p1 - p0;
     }
   });
-  // Filter blocks (multiples of MR) so that there are ~4 tasks a thread.
-  const int64_t want = std::max<int64_t>(1, 4 * threads / (s.groups * blocks));
+  // Filter blocks (multiples of MR) so that there are ~8 tasks a thread
+  // (each filter is still read once per block of panels).
+  const int64_t want = (8 * threads + s.groups * blocks - 1) / (s.groups * blocks);
   int64_t fb = (cout_g + want - 1) / want;
   fb = std::min(cout_g, std::max<int64_t>(MR, (fb + MR - 1) / MR * MR));
   const int64_t fblocks = (cout_g + fb - 1) / fb;

@@ -354,12 +354,16 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
       t += full ? MR : 1;
     }
   }
-  // To y: runs of columns within one sample and one panel.
+  // To y: runs of columns within one sample (and one panel, unless every
+  // panel takes the same form).
   const T* ws = wsum ? wsum + g * cout_g : nullptr;
   const int64_t q1 = std::min(P, p1 * NR);
+  bool uniform = true;
+  for (int64_t p = 1; p < p1 - p0; ++p) uniform = uniform && use_min[p] == use_min[0];
   for (int64_t q = p0 * NR; q < q1;) {
     const int64_t n = q / L, l = q % L, p = q / NR - p0;
-    const int64_t m = std::min({L - l, q1 - q, (p + p0 + 1) * NR - q});
+    const int64_t m = std::min({L - l, q1 - q,
+                                uniform ? q1 - q : (p + p0 + 1) * NR - q});
     const int64_t j0 = q - p0 * NR;
     for (int64_t t = t0; t < t1; ++t) {
       T* o = y + (n * s.cout + g * cout_g + t) * L + l;

@@ -85,9 +85,9 @@ PATH_CASES = {
     'packed, a task a block of panels': dict(
         c=256, cout=7, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
         groups=1, h=42, w=42, threads=1),
-    # Few: all panels packed first, tasks split the filters (blocks of 15
-    # here, the second ending in the 3 filters past the last 5-filter tile);
-    # the 49 positions a sample share panels across samples.
+    # Few: all panels packed first, tasks split the filters (blocks of 10
+    # here, the last only the 3 filters past the last 5-filter tile); the 49
+    # positions a sample share panels across samples.
     'packed, blocks of filters, groups': dict(
         c=8, cout=46, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
         groups=2, h=13, w=13, threads=1),
