@@ -17,6 +17,10 @@ network from plain torch modules with adder_det.ops.Adder2d (torch only).
     python tools/benchmark_op.py --device cpu [--set all] [--network]
     python tools/benchmark_op.py --device cuda --json > bench.json
 
+Times: medians over --repeat rounds, in each of which the conv and adder
+calls being compared run one after the other (so that a slow spell of a
+shared machine hits both sides of a ratio).
+
 Memory: on CUDA the peak of torch.cuda.max_memory_allocated above the
 inputs; on CPU the peak growth of the process RSS, sampled every ~0.2 ms,
 measured in a child process in which glibc maps every block over 64 KiB
@@ -194,17 +198,22 @@ def bench_network(args, device):
     size = args.size
     x = torch.randn(args.batch, 3, size, size, device=device)
     out = dict(impl=impl)
+    steps = []
     for name, build in zip(('conv', 'adder'), builders):
         torch.manual_seed(0)
         net = build().to(device)
         net.train()
 
-        def fwdbwd():
+        def fwdbwd(net=net):
             sum(f.mean() for f in net(x)).backward()
-        out[f'{name}_fwdbwd_ms'] = timeit(fwdbwd, device, args.repeat) * 1e3
+        fwdbwd()
         with PeakMemory(device) as mem:
             fwdbwd()
         out[f'{name}_fwdbwd_peak_mb'] = mem.bytes / 2**20
+        steps.append(fwdbwd)
+    for name, t in zip(('conv', 'adder'),
+                       timeit_interleaved(steps, device, args.repeat)):
+        out[f'{name}_fwdbwd_ms'] = t * 1e3
     out['fwdbwd_vs_conv'] = out['adder_fwdbwd_ms'] / out['conv_fwdbwd_ms']
     return out
 
@@ -260,18 +269,27 @@ class PeakMemory:
 
 
 def timeit(fn, device, repeat, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
+    return timeit_interleaved([fn], device, repeat, warmup)[0]
+
+
+def timeit_interleaved(fns, device, repeat, warmup=1):
+    """Median time of each of fns, called in turn within every repeat: a
+    slow spell of a shared machine then hits all of them, not one, so the
+    ratios between them hold."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def bench_layer(spec, args, device):
@@ -309,10 +327,11 @@ def bench_layer(spec, args, device):
                 fn()
             r[f'{key}_fwdbwd_peak_mb'] = mem.bytes / 2**20
         return r
-    r['conv_fwd_ms'] = timeit(conv_fwd, device, args.repeat) * 1e3
-    r['adder_fwd_ms'] = timeit(adder_fwd, device, args.repeat) * 1e3
-    r['conv_fwdbwd_ms'] = timeit(conv_fwdbwd, device, args.repeat) * 1e3
-    r['adder_fwdbwd_ms'] = timeit(adder_fwdbwd, device, args.repeat) * 1e3
+    times = timeit_interleaved(
+        [conv_fwd, adder_fwd, conv_fwdbwd, adder_fwdbwd], device, args.repeat)
+    for key, t in zip(('conv_fwd_ms', 'adder_fwd_ms', 'conv_fwdbwd_ms',
+                       'adder_fwdbwd_ms'), times):
+        r[key] = t * 1e3
     if device.type == 'cuda':
         for key, fn in (('conv', conv_fwdbwd), ('adder', adder_fwdbwd)):
             with PeakMemory(device) as mem:
