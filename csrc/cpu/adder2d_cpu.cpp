@@ -70,13 +70,14 @@ namespace generic {
 
 // Whether a layer's forward and input gradient read the (padded) input in
 // place instead of packing patches. Packing costs about K x L memory writes
-// whatever the filter count, so it pays off only over many filters: with
-// few (the 16-64-channel layers) the in-place kernels are up to 2x faster;
-// with 128+ filters packed panels were as fast or faster, and so was 1x1
-// (packing is a plain copy there) (docs/benchmarks.md). Stride 1 only: the
-// in-place tiles read consecutive input columns.
+// whatever the filter count, so it pays off only over many filters: up to
+// 128 filters the in-place kernels are faster (up to 2x with 16-64, 17-25%
+// at ResNet-50's 128-filter 28x28 layer); with 256 they were level or slower
+// (18% at 28x28), and so was 1x1 (packing is a plain copy there)
+// (docs/benchmarks.md). Stride 1 only: the in-place tiles read consecutive
+// input columns.
 bool use_in_place(const Adder2dShape& s) {
-  return s.sh == 1 && s.sw == 1 && s.cout_g() <= 64 && s.taps() > 1;
+  return s.sh == 1 && s.sw == 1 && s.cout_g() <= 128 && s.taps() > 1;
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte

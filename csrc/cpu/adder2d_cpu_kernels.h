@@ -311,10 +311,11 @@ inline void pack_panel_range(const T* x, const T* shift, const Adder2dShape& s,
 
 // Filters [t0, t1) of group g (t0 a multiple of kFwdMR) over packed panels
 // [p0, p1) (panels, xsum and use_min start at panel p0, as pack_panel_range
-// writes them): K blocks outermost, then filter tiles, then panels, so one
-// K block of the panels (up to kKC x 32 x NR values) stays in L2 while each
-// filter tile (in L1) passes over it. Accumulates in yc ((t1 - t0) rows of
-// ldc = (p1 - p0) * NR), then writes y minus the patch and filter sums.
+// writes them): K blocks outermost, then panels, then filter tiles, so a
+// panel's K block (kKC x NR values) stays in L1 while the filter tiles of
+// the block (in L2) stream past it, MR values a step against NR.
+// Accumulates in yc ((t1 - t0) rows of ldc = (p1 - p0) * NR), then writes y
+// minus the patch and filter sums.
 // wpk, wsum: the filters as pack_filters_impl lays them out, their sums.
 template <typename T>
 inline void forward_panels_impl(const T* panels, const T* xsum,
@@ -328,10 +329,10 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
   const int64_t t_full = std::min(t1, tiles * MR);
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
-    for (int64_t t = t0; t < t1;) {
-      const bool full = t < t_full;
-      for (int64_t p = 0; p < p1 - p0; ++p) {
-        const PackedRows<T> rows{panels + p * K * NR + k0 * NR};
+    for (int64_t p = 0; p < p1 - p0; ++p) {
+      const PackedRows<T> rows{panels + p * K * NR + k0 * NR};
+      for (int64_t t = t0; t < t1;) {
+        const bool full = t < t_full;
         T* out = yc + (t - t0) * ldc + p * NR;
         if (full) {
           const T* wt = wpk + (g * cout_g + t) * K + k0 * MR;
@@ -350,8 +351,8 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
             forward_tile<T, 1, false, PackedRows<T>>(kc, wt, K, rows, out,
                                                      ldc, 1, NR, k0 == 0);
         }
+        t += full ? MR : 1;
       }
-      t += full ? MR : 1;
     }
   }
   // To y: runs of columns within one sample (and one panel, unless every

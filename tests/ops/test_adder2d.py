@@ -61,7 +61,7 @@ def test_random_cases_match_reference(compiled, base_seed, dtype):
 
 
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
-# layers with taps > 1 and <= 64 filters a group read the padded input in
+# layers with taps > 1 and <= 128 filters a group read the padded input in
 # place (forward and input gradient), the others pack patches. Random cases
 # rarely reach some corners of the choice, so each gets a case here.
 PATH_CASES = {
@@ -75,8 +75,11 @@ PATH_CASES = {
                                              groups=1, h=9, w=17),
     'packed, 1x1': dict(c=24, cout=16, kernel=(1, 1), stride=(1, 1),
                         padding=(0, 0), groups=1, h=7, w=9),
-    'packed, 65 filters': dict(c=6, cout=65, kernel=(3, 3), stride=(1, 1),
-                               padding=(1, 1), groups=1, h=8, w=8),
+    'in place, 128 filters': dict(c=6, cout=128, kernel=(3, 3),
+                                  stride=(1, 1), padding=(1, 1), groups=1,
+                                  h=8, w=8),
+    'packed, 129 filters': dict(c=6, cout=129, kernel=(3, 3), stride=(1, 1),
+                                padding=(1, 1), groups=1, h=8, w=8),
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
                              padding=(1, 1), groups=1, h=11, w=7),
     # The packed forward cuts a group's N * L positions (samples back to
