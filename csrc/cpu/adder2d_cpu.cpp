@@ -182,7 +182,8 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
 // Many blocks: each task packs one block in its own scratch and runs every
 // filter over it (the block stays in L2). Few blocks (small maps, where
 // that left one thread idle or each task re-reading megabytes of filters):
-// every block is packed first, then tasks split the filters as well.
+// every block is packed first (if that is <= 16 MiB; the buffer is kept
+// between calls), then tasks split the filters as well.
 template <typename T>
 void forward_packed(const T* x, const T* wpk, const T* wsum,
                     const T* row_shift, T* y, const Adder2dShape& s) {
@@ -200,7 +201,7 @@ void forward_packed(const T* x, const T* wpk, const T* wsum,
   const auto run = ADDER_PICK_ISA(forward_panels_impl<T>);
   const bool min_ok = wsum != nullptr;
   const int64_t all_bytes = s.groups * npanels * NR * K * (int64_t)sizeof(T);
-  if (s.groups * blocks >= 4 * threads || all_bytes > (64 << 20)) {
+  if (s.groups * blocks >= 4 * threads || all_bytes > (16 << 20)) {
     at::parallel_for(0, s.groups * blocks, 1, [&](int64_t b, int64_t e) {
       T* panels = scratch<T>(per * NR * K + per * NR);
       T* xsum = panels + per * NR * K;
