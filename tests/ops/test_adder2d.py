@@ -460,6 +460,22 @@ def test_non_finite_filter_propagates():
     assert torch.isfinite(y[:, [0, 2]]).all()
 
 
+@pytest.mark.parametrize('stride', [1, 2])  # in-place and packed forward
+def test_non_finite_filter_past_the_shift_sample(stride):
+    """The CPU forward shifts inputs and filters by a per-channel mean of
+    the first 16 filters; an inf in a later filter must still switch to the
+    direct form (that filter's outputs -inf, the others exact)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 9, 9, generator=g, dtype=torch.float64)
+    w = torch.randn(40, 4, 3, 3, generator=g, dtype=torch.float64)
+    w[30, 2, 0, 1] = float('inf')
+    y = adder2d(x, w, stride=stride, padding=1)
+    assert (y[:, 30] == float('-inf')).all()
+    keep = [t for t in range(40) if t != 30]
+    r = ref.adder2d_forward(x, w[keep], (stride,) * 2, (1, 1), (1, 1), 1)
+    assert rel_err(y[:, keep], r) < TOL[torch.float64]
+
+
 def test_non_contiguous_inputs():
     x = torch.randn(2, 8, 9, 7).transpose(2, 3)
     w = torch.randn(6, 4, 3, 3)[:, :, ::1].transpose(2, 3)
