@@ -193,8 +193,8 @@ void forward_packed(const T* x, const T* wpk, const T* wsum,
   // Blocks of equal size: a short last block leaves a thread idle.
   const int64_t per_max = std::max<int64_t>(
       1, std::min<int64_t>(32, (1 << 20) / (int64_t)sizeof(T) / (K * NR)));
-  const int64_t per = (npanels + (npanels + per_max - 1) / per_max - 1) /
-                      ((npanels + per_max - 1) / per_max);
+  const int64_t fewest = (npanels + per_max - 1) / per_max;
+  const int64_t per = (npanels + fewest - 1) / fewest;
   const int64_t blocks = (npanels + per - 1) / per;
   const int64_t threads = at::get_num_threads();
   const auto pack = ADDER_PICK_ISA(pack_panel_range<T>);
@@ -407,6 +407,20 @@ std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
   return tie;
 }
 
+// Per (sample, group): the output gradient go ([N][Cout][plane]) summed
+// over the group's filters, to dst ([N * groups][plane]). Both input-gradient
+// paths need it for the sign rule's fast tile.
+template <typename T>
+void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
+                      T* dst) {
+  const auto sum = ADDER_PICK_ISA(sum_planes_impl<T>);
+  const int64_t cout_g = s.cout_g();
+  at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ng = b; ng < e; ++ng)
+      sum(go + ng * cout_g * plane, cout_g, plane, dst + ng * plane);
+  });
+}
+
 // Stride-1 input gradient (see backward_input_implicit_chunk_impl): pads
 // the output gradient and re-pitches the input once, then runs tasks of
 // (sample, group, chunk of positions), each writing its own part of dX.
@@ -465,15 +479,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   T* gsum = nullptr;
   if (!tie.empty()) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
-    at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
-      for (int64_t ng = b; ng < e; ++ng) {
-        T* d = gsum + ng * gplane;
-        const T* src = gp + ng * cout_g * gplane;
-        std::copy(src, src + gplane, d);
-        for (int64_t t = 1; t < cout_g; ++t)
-          for (int64_t q = 0; q < gplane; ++q) d[q] += src[t * gplane + q];
-      }
-    });
+    sum_over_filters(gp, s, gplane, gsum);
   }
   const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
   const int64_t positions = xplane, lc = 16 * NR;
@@ -525,11 +531,7 @@ void backward_input_packed(const T* go, const T* x, const T* wt,
   T* gtot = nullptr;
   if (!tie.empty()) {
     gtot = scratch<T, 6>(ng_all * L);
-    const auto sums = ADDER_PICK_ISA(backward_input_g_sums_impl<T>);
-    at::parallel_for(0, ng_all, 1, [&](int64_t b, int64_t e) {
-      for (int64_t ng = b; ng < e; ++ng)
-        sums(go, s, ng / s.groups, ng % s.groups, gtot + ng * L);
-    });
+    sum_over_filters(go, s, L, gtot);
   }
   const int64_t cin_g = s.cin_g(), blocks = (cin_g + per - 1) / per;
   const auto fn = ADDER_PICK_ISA(backward_input_chunk_impl<T, kSign>);

@@ -611,22 +611,21 @@ ADDER_INLINE void backward_input_sign_fast_rows(int64_t R, const T* wt,
   }
 }
 
-// The output gradient of sample n and group g summed over the group's
-// filters, per output position (the sign rule's fast tile needs it).
+// dst[q] = sum over the `count` planes of src (`plane` values apart) of
+// src[q]: the output gradient of one (sample, group) summed over the
+// group's filters, which the sign rule's fast tile needs.
 template <typename T>
-inline void backward_input_g_sums_impl(const T* go, const Adder2dShape& s,
-                                       int64_t n, int64_t g, T* gtot) {
-  const int64_t L = s.l(), cout_g = s.cout_g();
-  const T* src = go + (n * s.cout + g * cout_g) * L;
-  std::copy(src, src + L, gtot);
-  for (int64_t t = 1; t < cout_g; ++t)
-    for (int64_t l = 0; l < L; ++l) gtot[l] += src[t * L + l];
+inline void sum_planes_impl(const T* src, int64_t count, int64_t plane,
+                            T* dst) {
+  std::copy(src, src + plane, dst);
+  for (int64_t t = 1; t < count; ++t)
+    for (int64_t q = 0; q < plane; ++q) dst[q] += src[t * plane + q];
 }
 
 // One input-gradient task: sample n, group g, input channels [c0, c1) of
 // the group. Owns dX(n, g * cin_g + [c0, c1)), so it writes without atomics.
 // wt: filters as [groups][K][cout_g]; gtot_all: the (n, g) output
-// gradient summed over the filters (backward_input_g_sums_impl). The tiles
+// gradient summed over the filters (sum_over_filters). The tiles
 // read the output gradient where it is (NR consecutive positions of each
 // filter's plane) or, in the last, partial, panel and where many tiles
 // pass over a panel, from a copy in gbuf (cout_g x NR, zero-padded).
