@@ -9,12 +9,20 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
+# The host compiler: `c++` from PATH unless GPU_CHECK_CXX names another. The
+# lent GPU machine's $CXX (/opt/gcc/bin/g++, a wrapper around Ubuntu's g++
+# 13.3) builds extensions in which any C++ exception thrown across the
+# dispatcher kills the process (SIGSEGV), a ten-line one included, while its
+# /usr/bin/g++ builds the same sources correctly (docs/benchmarks.md,
+# "Exceptions on the GPU machine").
+export CXX=${GPU_CHECK_CXX:-c++}
 if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
   TORCH_CUDA_ARCH_LIST=$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
   export TORCH_CUDA_ARCH_LIST
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$OUT/gpu.txt"
+echo "compiler: $CXX ($("$CXX" --version | head -1))" | tee -a "$OUT/gpu.txt"
 
 echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
 t0=$(date +%s)
