@@ -134,6 +134,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('benchmark_detector: --device cuda, but this torch '
+                         'sees no CUDA device')
     from mmengine.logging import MMLogger
     from adder_det.engine import setup_mmdet
     # The current logger: keeps init_weights' per-parameter report and the

@@ -76,6 +76,9 @@ def test_benchmark_detector_json_tiny(config, conv, adder_layers):
     (['configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'], 'has no adder layer'),
     ([SMALL, '--batch', '0'], '--batch must be >= 1'),
     (['configs/no_such.py'], 'no config file configs/no_such.py'),
+    pytest.param([SMALL, '--device', 'cuda'], 'sees no CUDA device',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                          reason='a CUDA device is present')),
 ])
 def test_benchmark_detector_bad_input(args, message):
     out = subprocess.run(
