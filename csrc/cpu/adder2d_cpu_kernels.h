@@ -632,6 +632,12 @@ inline void sum_planes_impl(const T* src, int64_t count, int64_t plane,
 //
 // tie: as in the in-place path below, one flag per (sample, channel), null
 // for no fast tile; rows of a flagged channel take the exact tile.
+//
+// Where a block's NR positions lie in one output row (stride 1 along it)
+// and a patch row's tap stays inside the input for all of them, that row
+// reads its NR inputs and adds its NR results in place (contiguous), not
+// through per-value gathers and scatters (with them, the 256-filter 3x3
+// layers' input gradient at 20x20-40x40 took 8-10% longer).
 template <typename T, bool kSign>
 inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
                                       const T* x, const T* wt,
@@ -649,6 +655,15 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
   const uint8_t* tie_ng = tie ? tie + n * s.c + g * s.cin_g() : nullptr;
   std::fill(gxg + c0 * HW, gxg + c1 * HW, T(0));
   const int64_t r0 = c0 * T_, r1 = c1 * T_;  // patch rows owned
+  // Each owned patch row's channel and tap offsets, once (no divisions in
+  // the loops below).
+  std::vector<int64_t> row_c(r1 - r0), row_di(r1 - r0), row_dj(r1 - r0);
+  for (int64_t k = r0; k < r1; ++k) {
+    const int64_t tap = k % T_;
+    row_c[k - r0] = k / T_;
+    row_di[k - r0] = (tap / s.kw) * s.dh;
+    row_dj[k - r0] = (tap % s.kw) * s.dw;
+  }
   const int64_t step = kSign && tie_ng ? kBwdFastMR : kBwdMR;
   const T* gog = go + (n * s.cout + g * cout_g) * L;
   // The tiles of a position block read its output gradient from cout_g
@@ -678,40 +693,64 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
       hbase[j] = (l / s.wout) * s.sh - s.ph;
       wbase[j] = (l % s.wout) * s.sw - s.pw;
     }
+    // The block's positions consecutive in one output row, stride 1 there.
+    const bool in_row = cols == NR && s.sw == 1 &&
+                        l0 / s.wout == (l0 + NR - 1) / s.wout;
     for (int64_t r = r0; r < r1; r += step) {
       const int rows = (int)std::min<int64_t>(step, r1 - r);
       T xt[kRows][NR], dcol[kRows][NR];
       int64_t idx[kRows][NR];  // -1 where the tap is padding
+      int64_t at[kRows];       // contiguous row: offset of its inputs, else -1
+      const T* xr[kRows];
       bool fast = tie_ng != nullptr;
       for (int i = 0; i < rows; ++i) {
-        const int64_t k = r + i, c = k / T_, tap = k % T_;
-        const int64_t di = (tap / s.kw) * s.dh, dj = (tap % s.kw) * s.dw;
+        const int64_t c = row_c[r + i - r0];
+        const int64_t di = row_di[r + i - r0], dj = row_dj[r + i - r0];
         if (tie_ng && tie_ng[c]) fast = false;
+        const int64_t h0 = hbase[0] + di, w0 = wbase[0] + dj;
+        if (in_row && h0 >= 0 && h0 < s.h && w0 >= 0 && w0 + NR <= s.w) {
+          at[i] = c * HW + h0 * s.w + w0;
+          xr[i] = xg + at[i];
+          continue;
+        }
+        at[i] = -1;
         for (int j = 0; j < NR; ++j) {
           const int64_t hi = hbase[j] + di, wi = wbase[j] + dj;
           const bool in = j < cols && hi >= 0 && hi < s.h && wi >= 0 && wi < s.w;
           idx[i][j] = in ? c * HW + hi * s.w + wi : -1;
           xt[i][j] = in ? xg[idx[i][j]] : T(0);
         }
+        xr[i] = xt[i];
       }
-      const T* xr[kRows];
-      for (int i = 0; i < kRows; ++i) xr[i] = xt[std::min(i, rows - 1)];
+      for (int i = rows; i < kRows; ++i) xr[i] = xr[rows - 1];
       if constexpr (kSign) {
         if (fast) {
           backward_input_sign_fast_rows(cout_g, wg + r * cout_g, cout_g, gr,
                                         xr, dcol, rows);
-          for (int i = 0; i < rows; ++i)
+          for (int i = 0; i < rows; ++i) {
+            if (at[i] >= 0) {
+              T* o = gxg + at[i];
+              for (int j = 0; j < NR; ++j) o[j] += T(2) * dcol[i][j] - gtot[j];
+              continue;
+            }
             for (int j = 0; j < cols; ++j)
               if (idx[i][j] >= 0)
                 gxg[idx[i][j]] += T(2) * dcol[i][j] - gtot[j];
+          }
           continue;
         }
       }
       backward_input_exact_rows<T, kSign>(cout_g, wg + r * cout_g, cout_g, gr,
                                           xr, dcol, rows);
-      for (int i = 0; i < rows; ++i)
+      for (int i = 0; i < rows; ++i) {
+        if (at[i] >= 0) {
+          T* o = gxg + at[i];
+          for (int j = 0; j < NR; ++j) o[j] += dcol[i][j];
+          continue;
+        }
         for (int j = 0; j < cols; ++j)
           if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
+      }
     }
   }
 }
