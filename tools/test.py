@@ -57,8 +57,10 @@ def main(argv=None):
                                        out_file_path=args.out))
     runner = Runner.from_cfg(cfg)
     runner.test()
-    close_process_group()
+    return close_process_group()
 
 
 if __name__ == '__main__':
-    main()
+    if main():  # a distributed run, done: no interpreter finalization
+        from adder_det.engine import exit_after_distributed_run
+        exit_after_distributed_run()

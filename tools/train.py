@@ -78,8 +78,10 @@ def main(argv=None):
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
               else RUNNERS.build(cfg))
     runner.train()
-    close_process_group()
+    return close_process_group()
 
 
 if __name__ == '__main__':
-    main()
+    if main():  # a distributed run, done: no interpreter finalization
+        from adder_det.engine import exit_after_distributed_run
+        exit_after_distributed_run()

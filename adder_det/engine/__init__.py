@@ -4,7 +4,7 @@ from .checkpoint import allow_mmengine_checkpoints
 from .config import load_config
 from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
 from .deferred_eta_hook import DeferredEtaHook
-from .process_group import close_process_group
+from .process_group import close_process_group, exit_after_distributed_run
 from .rng_state_hook import RNGStateHook
 
 
@@ -20,4 +20,4 @@ def setup_mmdet():
 __all__ = ['AdderOptimWrapperConstructor', 'allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
            'DeferredEtaHook',
            'CPUDistributedDataParallel', 'configure_launcher', 'load_config',
-           'close_process_group']
+           'close_process_group', 'exit_after_distributed_run']
