@@ -723,34 +723,30 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
         xr[i] = xt[i];
       }
       for (int i = rows; i < kRows; ++i) xr[i] = xr[rows - 1];
+      // Adds value(i, j) to each row's inputs: in place along a contiguous
+      // row, else through the gathered indices (padding taps skipped).
+      auto add_rows = [&](auto value) {
+        for (int i = 0; i < rows; ++i) {
+          if (at[i] >= 0) {
+            T* o = gxg + at[i];
+            for (int j = 0; j < NR; ++j) o[j] += value(i, j);
+            continue;
+          }
+          for (int j = 0; j < cols; ++j)
+            if (idx[i][j] >= 0) gxg[idx[i][j]] += value(i, j);
+        }
+      };
       if constexpr (kSign) {
         if (fast) {
           backward_input_sign_fast_rows(cout_g, wg + r * cout_g, cout_g, gr,
                                         xr, dcol, rows);
-          for (int i = 0; i < rows; ++i) {
-            if (at[i] >= 0) {
-              T* o = gxg + at[i];
-              for (int j = 0; j < NR; ++j) o[j] += T(2) * dcol[i][j] - gtot[j];
-              continue;
-            }
-            for (int j = 0; j < cols; ++j)
-              if (idx[i][j] >= 0)
-                gxg[idx[i][j]] += T(2) * dcol[i][j] - gtot[j];
-          }
+          add_rows([&](int i, int j) { return T(2) * dcol[i][j] - gtot[j]; });
           continue;
         }
       }
       backward_input_exact_rows<T, kSign>(cout_g, wg + r * cout_g, cout_g, gr,
                                           xr, dcol, rows);
-      for (int i = 0; i < rows; ++i) {
-        if (at[i] >= 0) {
-          T* o = gxg + at[i];
-          for (int j = 0; j < NR; ++j) o[j] += dcol[i][j];
-          continue;
-        }
-        for (int j = 0; j < cols; ++j)
-          if (idx[i][j] >= 0) gxg[idx[i][j]] += dcol[i][j];
-      }
+      add_rows([&](int i, int j) { return dcol[i][j]; });
     }
   }
 }
