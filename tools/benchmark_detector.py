@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.dirname(TOOLS))
 sys.path.insert(0, TOOLS)
 from benchmark_op import PeakMemory, timeit_interleaved  # noqa: E402
 
-ADDER_CONV_TYPES = ('Adder', 'Adder2d')
 # adder module -> the mmdet module it extends, and the arguments only the
 # adder module takes.
 CONV_MODULES = {'AdderResNet': ('ResNet', ()),
@@ -51,13 +50,13 @@ CONV_MODULES = {'AdderResNet': ('ResNet', ()),
 
 def conv_twin(model_cfg):
     """A copy of a model config with convolutions for its adder layers."""
+    from adder_det.models.layers import is_adder_cfg
     cfg = copy.deepcopy(model_cfg)
 
     def walk(node):
         if isinstance(node, dict):
             for key, value in list(node.items()):
-                if (key == 'conv_cfg' and isinstance(value, dict)
-                        and value.get('type') in ADDER_CONV_TYPES):
+                if key == 'conv_cfg' and is_adder_cfg(value):
                     node[key] = None
                 else:
                     walk(value)

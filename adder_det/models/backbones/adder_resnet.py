@@ -4,6 +4,8 @@ import copy
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 
+from ..layers import is_adder_cfg
+
 #: The detection paper's input-gradient rule (PAPERS.md section 3, step 2).
 DEFAULT_ADDER_CFG = dict(type='Adder', input_grad='sign')
 
@@ -25,8 +27,7 @@ class AdderResNet(ResNet):
 
     def __init__(self, depth, conv_cfg=DEFAULT_ADDER_CFG, norm_eval=False,
                  **kwargs):
-        if conv_cfg is None or conv_cfg.get('type') not in ('Adder',
-                                                             'Adder2d'):
+        if not is_adder_cfg(conv_cfg):
             raise ValueError(f'AdderResNet needs an adder conv_cfg, got '
                              f'{conv_cfg!r}; use ResNet for a conv backbone')
         super().__init__(depth, conv_cfg=copy.deepcopy(conv_cfg),

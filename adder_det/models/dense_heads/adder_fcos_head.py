@@ -4,7 +4,7 @@ import copy
 from mmdet.models.dense_heads import FCOSHead
 from mmdet.registry import MODELS
 
-from ..layers import LevelNorms
+from ..layers import LevelNorms, is_adder_cfg
 
 
 @MODELS.register_module()
@@ -25,8 +25,7 @@ class AdderFCOSHead(FCOSHead):
     def __init__(self, *args, conv_cfg=dict(type='Adder', input_grad='sign'),
                  norm_cfg=dict(type='BN', requires_grad=True),
                  norm_per_level=True, **kwargs):
-        if conv_cfg is None or conv_cfg.get('type') not in ('Adder',
-                                                             'Adder2d'):
+        if not is_adder_cfg(conv_cfg):
             raise ValueError(f'AdderFCOSHead needs an adder conv_cfg, got '
                              f'{conv_cfg!r}; use FCOSHead for a conv head')
         if norm_cfg is None:

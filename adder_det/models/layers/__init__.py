@@ -1,4 +1,4 @@
-from .adder_conv import Adder2d
+from .adder_conv import ADDER_CONV_TYPES, Adder2d, is_adder_cfg
 from .level_norms import LevelNorms
 
-__all__ = ['Adder2d', 'LevelNorms']
+__all__ = ['ADDER_CONV_TYPES', 'Adder2d', 'LevelNorms', 'is_adder_cfg']

@@ -10,7 +10,16 @@ from mmengine.registry import MODELS
 
 from adder_det.ops import Adder2d
 
-MODELS.register_module('Adder', module=Adder2d)
-MODELS.register_module('Adder2d', module=Adder2d)
+#: The conv_cfg types that build an adder layer (both names registered).
+ADDER_CONV_TYPES = ('Adder', 'Adder2d')
+for _name in ADDER_CONV_TYPES:
+    MODELS.register_module(_name, module=Adder2d)
 
-__all__ = ['Adder2d']
+
+def is_adder_cfg(conv_cfg):
+    """Whether a conv_cfg builds an adder layer (None: a convolution)."""
+    return isinstance(conv_cfg, dict) and \
+        conv_cfg.get('type') in ADDER_CONV_TYPES
+
+
+__all__ = ['ADDER_CONV_TYPES', 'Adder2d', 'is_adder_cfg']
