@@ -160,4 +160,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "(min terms a value, min positions a channel) from which the CPU "
       "input gradient may take the sign rule's fast tile.");
+  m.def("cpu_isa", &adder_det::cpu_isa,
+        "The instruction set the CPU kernels run now: avx512, avx2 or "
+        "generic.");
+  m.def("cpu_isas", &adder_det::cpu_isas,
+        "The instruction sets this CPU can run the kernels with, best first.");
+  m.def("set_cpu_isa", &adder_det::set_cpu_isa, "Run the CPU kernels with "
+        "this instruction set (one of cpu_isas()); returns the previous one. "
+        "For tests and benchmarks, between calls.");
 }

@@ -2,6 +2,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <string>
+#include <vector>
+
 #include "common/adder2d_shape.h"
 
 namespace adder_det {
@@ -23,5 +26,15 @@ struct SignFastThresholds {
   int64_t min_terms, min_positions;
 };
 SignFastThresholds sign_fast_thresholds();
+
+// The instruction set the CPU kernels run: the best this CPU has of
+// "avx512", "avx2", "generic", or lower where set_cpu_isa (or the
+// ADDER_DET_CPU_ISA environment variable, read at the first CPU call)
+// capped it. cpu_isas: those this CPU can run, best first. set_cpu_isa
+// returns the previous one; it is for tests and benchmarks, between calls
+// (a call in flight may mix kernels of both).
+std::string cpu_isa();
+std::vector<std::string> cpu_isas();
+std::string set_cpu_isa(const std::string& name);
 
 }  // namespace adder_det

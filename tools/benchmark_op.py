@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adder_det.ops import adder2d, backend  # noqa: E402
+from adder_det.ops._backend import load_extension  # noqa: E402
 
 # (name, cin, cout, kernel, stride, input size at 224) of ResNet-50's
 # distinct 3x3 and 1x1 convs (torchvision/mmdet 'pytorch' style).
@@ -376,6 +377,9 @@ def main():
                    help="the networks: mmdet's ResNet/AdderResNet, or a "
                    'plain-torch ResNet-50 with Adder2d (auto: mmdet where '
                    'installed)')
+    p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
+                   help='run the CPU kernels with this instruction set '
+                   '(default: the best this CPU has)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -396,6 +400,15 @@ def main():
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__)
+    if args.cpu_isa and (device.type != 'cpu' or
+                         info['backend'] != 'compiled'):
+        raise SystemExit('benchmark_op: --cpu-isa is for the compiled CPU '
+                         'kernels (--device cpu, extension built)')
+    if device.type == 'cpu' and info['backend'] == 'compiled':
+        ext = load_extension()
+        if args.cpu_isa:
+            ext.set_cpu_isa(args.cpu_isa)  # a clear error if the CPU lacks it
+        info['cpu_isa'] = ext.cpu_isa()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

@@ -23,7 +23,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -35,37 +37,102 @@
 namespace adder_det {
 namespace {
 
-// The kernels, compiled for AVX2+FMA and for the baseline ISA.
+// The kernels, compiled for AVX-512, for AVX2+FMA and for the baseline ISA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ADDER_ISA_X86 1
+#define ADDER_VEC_BYTES 64
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+namespace avx512 {
+#include "adder2d_cpu_kernels.h"
+}  // namespace avx512
+#pragma GCC pop_options
+#undef ADDER_VEC_BYTES
+#define ADDER_VEC_BYTES 32
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#define ADDER_ISA_AVX2 1
 namespace avx2 {
 #include "adder2d_cpu_kernels.h"
 }  // namespace avx2
-#undef ADDER_ISA_AVX2
 #pragma GCC pop_options
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma");
-  return has;
-}
-#define ADDER_HAVE_AVX2 1
+#undef ADDER_ISA_X86
+#define ADDER_HAVE_X86_ISAS 1
 #else
-bool cpu_has_avx2() { return false; }
+#define ADDER_VEC_BYTES 32
 #endif
-#define ADDER_ISA_AVX2 0
+#define ADDER_ISA_X86 0
 namespace generic {
 #include "adder2d_cpu_kernels.h"
 }  // namespace generic
-#undef ADDER_ISA_AVX2
+#undef ADDER_ISA_X86
+#undef ADDER_VEC_BYTES
 
-// The AVX2 build of a kernel when the CPU has it, else the baseline build.
-#ifdef ADDER_HAVE_AVX2
-#define ADDER_PICK_ISA(...) \
-  (cpu_has_avx2() ? &avx2::__VA_ARGS__ : &generic::__VA_ARGS__)
+// Instruction sets of the kernels, best last.
+enum CpuIsa : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* const kIsaNames[] = {"generic", "avx2", "avx512"};
+
+CpuIsa best_cpu_isa() {
+#ifdef ADDER_HAVE_X86_ISAS
+  static const CpuIsa best = [] {
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
+      return kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return kAvx2;
+    return kGeneric;
+  }();
+  return best;
+#else
+  return kGeneric;
+#endif
+}
+
+int isa_index(const std::string& name) {
+  for (int i = 0; i <= kAvx512; ++i)
+    if (name == kIsaNames[i]) return i;
+  return -1;
+}
+
+// The cap set_cpu_isa (or ADDER_DET_CPU_ISA at load) puts on the ISA; the
+// kernels run the best one under it that the CPU has.
+std::atomic<int>& isa_cap() {
+  static std::atomic<int> cap([] {
+    const char* env = std::getenv("ADDER_DET_CPU_ISA");
+    if (env == nullptr || *env == '\0') return (int)kAvx512;
+    const int i = isa_index(env);
+    TORCH_CHECK(i >= 0, "ADDER_DET_CPU_ISA=", env,
+                ": expected generic, avx2 or avx512");
+    return i;
+  }());
+  return cap;
+}
+
+CpuIsa active_isa() {
+  return (CpuIsa)std::min<int>(best_cpu_isa(), isa_cap().load());
+}
+
+// The active ISA's build of a kernel (or of a constant's accessor).
+#ifdef ADDER_HAVE_X86_ISAS
+#define ADDER_PICK_ISA(...)                                        \
+  (active_isa() == kAvx512 ? &avx512::__VA_ARGS__                  \
+   : active_isa() == kAvx2 ? &avx2::__VA_ARGS__                    \
+                           : &generic::__VA_ARGS__)
 #else
 #define ADDER_PICK_ISA(...) (&generic::__VA_ARGS__)
+#endif
+
+// The forward packs panels of fwd_nr positions and kFwdMR-filter tiles
+// outside the kernels, so every build must agree on both.
+#ifdef ADDER_HAVE_X86_ISAS
+static_assert(avx512::fwd_nr<float>() == generic::fwd_nr<float>() &&
+                  avx2::fwd_nr<float>() == generic::fwd_nr<float>() &&
+                  avx512::fwd_nr<double>() == generic::fwd_nr<double>() &&
+                  avx2::fwd_nr<double>() == generic::fwd_nr<double>() &&
+                  avx512::kFwdMR == generic::kFwdMR &&
+                  avx2::kFwdMR == generic::kFwdMR,
+              "the forward's panel width and filter tile differ by ISA");
 #endif
 
 // Whether a layer's forward and input gradient read the (padded) input in
@@ -427,7 +494,7 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
 template <typename T, bool kSign>
 void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
                              const Adder2dShape& s) {
-  constexpr int NR = generic::bwd_nr<T, kSign>();
+  const int NR = ADDER_PICK_ISA(bwd_nr<T, kSign>)();
   const int64_t hg = s.h + (s.kh - 1) * s.dh, wg = s.w + (s.kw - 1) * s.dw;
   const int64_t ah = (s.kh - 1) * s.dh - s.ph, aw = (s.kw - 1) * s.dw - s.pw;
   const int64_t gplane = hg * wg, xplane = s.h * wg, taps = s.taps();
@@ -535,8 +602,9 @@ void backward_input_packed(const T* go, const T* x, const T* wt,
   }
   const int64_t cin_g = s.cin_g(), blocks = (cin_g + per - 1) / per;
   const auto fn = ADDER_PICK_ISA(backward_input_chunk_impl<T, kSign>);
+  const int nr = ADDER_PICK_ISA(bwd_nr<T, kSign>)();
   at::parallel_for(0, ng_all * blocks, 1, [&](int64_t b, int64_t e) {
-    T* gbuf = scratch<T>(s.cout_g() * generic::bwd_nr<T, kSign>());
+    T* gbuf = scratch<T>(s.cout_g() * nr);
     for (int64_t task = b; task < e; ++task) {
       const int64_t blk = task % blocks, ng = task / blocks;
       const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);
@@ -591,6 +659,26 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
 }
 
 }  // namespace
+
+std::string cpu_isa() { return kIsaNames[active_isa()]; }
+
+std::vector<std::string> cpu_isas() {
+  std::vector<std::string> names;
+  for (int i = best_cpu_isa(); i >= 0; --i) names.push_back(kIsaNames[i]);
+  return names;
+}
+
+std::string set_cpu_isa(const std::string& name) {
+  const int i = isa_index(name);
+  TORCH_CHECK(i >= 0, "set_cpu_isa: '", name,
+              "' is not one of generic, avx2, avx512");
+  TORCH_CHECK(i <= best_cpu_isa(), "set_cpu_isa: this CPU cannot run '",
+              name, "' (best: ", kIsaNames[best_cpu_isa()], ")");
+  const std::string previous = cpu_isa();
+  isa_cap().store(i);
+  return previous;
+}
+
 }  // namespace adder_det
 
 TORCH_LIBRARY_IMPL(adder_det, CPU, m) {

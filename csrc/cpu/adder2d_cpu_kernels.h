@@ -1,24 +1,27 @@
 // CPU micro-kernels and task bodies of adder2d (see adder2d_cpu.cpp).
 // Deliberately without include guard: adder2d_cpu.cpp includes this file
-// twice, once under `#pragma GCC target("avx2,fma")` and once for the
-// baseline ISA, each in its own namespace. A whole-region target (rather
-// than target attributes on wrappers) matters: GCC lowers vector code to the
-// ISA of the function it is written in before inlining it anywhere.
+// once per ISA (AVX-512, AVX2+FMA, baseline), each under its own
+// `#pragma GCC target` region and namespace, with ADDER_VEC_BYTES the vector
+// size (64 for AVX-512, else 32). A whole-region target (rather than target
+// attributes on wrappers) matters: GCC lowers vector code to the ISA of the
+// function it is written in before inlining it anywhere.
+
+constexpr int kVecBytes = ADDER_VEC_BYTES;
 
 template <typename T>
 struct Vec;
 template <>
 struct Vec<float> {
-  typedef float type __attribute__((vector_size(32)));
-  typedef int32_t mask __attribute__((vector_size(32)));
-  static constexpr int width = 8;
+  typedef float type __attribute__((vector_size(kVecBytes)));
+  typedef int32_t mask __attribute__((vector_size(kVecBytes)));
+  static constexpr int width = kVecBytes / 4;
   static constexpr int32_t abs_bits = 0x7fffffff;
 };
 template <>
 struct Vec<double> {
-  typedef double type __attribute__((vector_size(32)));
-  typedef int64_t mask __attribute__((vector_size(32)));
-  static constexpr int width = 4;
+  typedef double type __attribute__((vector_size(kVecBytes)));
+  typedef int64_t mask __attribute__((vector_size(kVecBytes)));
+  static constexpr int width = kVecBytes / 8;
   static constexpr int64_t abs_bits = 0x7fffffffffffffffLL;
 };
 
@@ -44,19 +47,24 @@ ADDER_INLINE typename Vec<T>::type vabs(typename Vec<T>::type v) {
 // and leaves the add/compare pipes to the rest of the loop body.
 template <typename V>
 ADDER_INLINE V opaque_one(V one) {
-#if ADDER_ISA_AVX2
-  __asm__("" : "+x"(one));
+#if ADDER_ISA_X86
+  __asm__("" : "+v"(one));
 #endif
   return one;
 }
 
-// Tile sizes: MR rows (filters / input rows) x NV vectors of columns.
-constexpr int kFwdMR = 5, kFwdNV = 2;  // 10 accumulators + 6 live registers
+// Tile sizes: MR rows (filters / input rows) x NV vectors of columns. The
+// forward's NR = NV * width is 16 floats on every ISA (the driver packs
+// panels of that width): 5 x 2 ymm (10 accumulators + 6 live registers of
+// 16) or 5 x 1 zmm (AVX-512; 5 x 1 ran at 42 G terms/s a core against 34-36
+// for 5-9 x 2 zmm in a standalone loop, docs/benchmarks.md).
+constexpr int kFwdMR = 5, kFwdNV = kVecBytes == 64 ? 1 : 2;
 constexpr int kBwdMR = 4;
 // Input gradient: the hardtanh rule keeps 8 (x, acc) pairs; the sign rule
-// needs more temporaries per pair and runs faster with 4 (no spills).
+// needs more temporaries per pair and runs faster with 4 (no spills). One
+// zmm of columns for both on AVX-512.
 template <bool kSign>
-constexpr int bwd_nv() { return kSign ? 1 : 2; }
+constexpr int bwd_nv() { return kSign || kVecBytes == 64 ? 1 : 2; }
 constexpr int64_t kKC = 256;  // K block of the forward (panel in L1/L2)
 // K block of the implicit forward: its NR x KC input values are KC
 // unaligned rows (2 cache lines each), to stay in L1 across the filters.

@@ -45,6 +45,26 @@ def compiled():
         pytest.fail('adder_det._C is not built: run tools/install.sh')
 
 
+def _cpu_isas():
+    """The instruction sets this CPU runs the kernels with, best first
+    (each has its own build of the kernels, so each is tested)."""
+    try:
+        return _backend.load_extension().cpu_isas()
+    except ImportError:
+        return ['(extension not built)']
+
+
+@pytest.fixture(params=_cpu_isas())
+def cpu_isa(request, compiled):
+    """Runs the test with the CPU kernels of one instruction set."""
+    ext = _backend.load_extension()
+    previous = ext.set_cpu_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        ext.set_cpu_isa(previous)
+
+
 def test_extension_built_in_ci():
     """CI sets ADDER_DET_REQUIRE_EXTENSION=1 so a broken build fails."""
     if os.environ.get('ADDER_DET_REQUIRE_EXTENSION') == '1':
@@ -53,7 +73,7 @@ def test_extension_built_in_ci():
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_random_cases_match_reference(compiled, base_seed, dtype):
+def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
     assert ops.backend() == 'compiled'
     for i in range(N_CASES):
         case = random_case(base_seed + i)
@@ -100,7 +120,7 @@ PATH_CASES = {
 @pytest.mark.parametrize('input_grad', ['sign', 'hardtanh'])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('path', sorted(PATH_CASES))
-def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
+def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
                                                 input_grad):
     from .cases import Case
     kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
@@ -120,7 +140,7 @@ def test_each_cpu_kernel_path_matches_reference(compiled, path, dtype,
 # positions a channel) for the fast tile.
 @pytest.mark.parametrize('cout,stride', [(32, 1), (128, 2)])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_sign_rule_ties_give_zero(compiled, dtype, cout, stride):
+def test_sign_rule_ties_give_zero(cpu_isa, dtype, cout, stride):
     """sign(w - x) is 0 where a filter value equals an input value. The CPU
     kernels take a faster tile, exact only without such ties, for the
     (sample, channel) pairs that have none: here sample 0 of channel 0 is
@@ -144,6 +164,42 @@ def test_sign_rule_ties_give_zero(compiled, dtype, cout, stride):
     for n, c in ((0, 0), (1, 3), (0, 5), (1, 5), (0, 1), (1, 0)):
         err = rel_err(got[n, c], expect[n, c])
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
+
+
+def test_cpu_isa_choice(compiled):
+    """The kernels run the best instruction set the CPU has unless capped;
+    a name the CPU cannot run is refused by name, at once or from
+    ADDER_DET_CPU_ISA at the first call."""
+    ext = _backend.load_extension()
+    isas = ext.cpu_isas()
+    assert isas[-1] == 'generic' and set(isas) <= {'avx512', 'avx2',
+                                                   'generic'}
+    assert ext.cpu_isa() == isas[0]
+    previous = ext.set_cpu_isa('generic')
+    try:
+        assert previous == isas[0] and ext.cpu_isa() == 'generic'
+        with pytest.raises(RuntimeError, match="'sse9' is not one of"):
+            ext.set_cpu_isa('sse9')
+        if 'avx512' not in isas:
+            with pytest.raises(RuntimeError, match='cannot run'):
+                ext.set_cpu_isa('avx512')
+        assert ext.cpu_isa() == 'generic'
+    finally:
+        ext.set_cpu_isa(previous)
+    code = ('import torch; from adder_det import _C; '
+            'print(_C.cpu_isa()); '
+            'torch.ops.adder_det.adder2d(torch.ones(1, 1, 2, 2), '
+            'torch.ones(1, 1, 1, 1), [1, 1], [0, 0], [1, 1], 1)')
+    for value, expect in (('generic', 'generic'), ('', isas[0])):
+        out = subprocess.run([sys.executable, '-c', code], text=True,
+                             capture_output=True, timeout=120,
+                             env=dict(os.environ, ADDER_DET_CPU_ISA=value))
+        assert out.returncode == 0 and out.stdout.split() == [expect], (
+            out.stdout, out.stderr[-2000:])
+    out = subprocess.run([sys.executable, '-c', code], text=True,
+                         capture_output=True, timeout=120,
+                         env=dict(os.environ, ADDER_DET_CPU_ISA='avx3'))
+    assert out.returncode != 0 and 'ADDER_DET_CPU_ISA=avx3' in out.stderr
 
 
 def test_compiled_kernels_actually_run(compiled):
@@ -420,7 +476,7 @@ def test_empty_batch_returns_empty_result():
 
 
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), float('-inf')])
-def test_non_finite_input_propagates(bad):
+def test_non_finite_input_propagates(cpu_isa, bad):
     x = torch.randn(1, 2, 5, 5)
     x[0, 1, 2, 3] = bad
     w = torch.randn(3, 2, 3, 3)
@@ -437,7 +493,7 @@ def test_non_finite_input_propagates(bad):
 
 
 @pytest.mark.parametrize('offset', [0., 10., 1000.])
-def test_float32_accuracy_with_a_shared_offset(offset):
+def test_float32_accuracy_with_a_shared_offset(cpu_isa, offset):
     """Inputs and filters around the same large value: each output must
     stay accurate elementwise (a kernel computing -sum|x - w| through sums
     of x and w would cancel catastrophically here)."""
@@ -451,7 +507,7 @@ def test_float32_accuracy_with_a_shared_offset(offset):
         assert ((y - r).abs() / r.abs()).max() < 1e-5
 
 
-def test_non_finite_filter_propagates():
+def test_non_finite_filter_propagates(cpu_isa):
     x = torch.randn(1, 2, 5, 5)
     w = torch.randn(3, 2, 3, 3)
     w[1, 0, 1, 1] = float('-inf')
@@ -461,7 +517,7 @@ def test_non_finite_filter_propagates():
 
 
 @pytest.mark.parametrize('stride', [1, 2])  # in-place and packed forward
-def test_non_finite_filter_past_the_shift_sample(stride):
+def test_non_finite_filter_past_the_shift_sample(cpu_isa, stride):
     """The CPU forward shifts inputs and filters by a per-channel mean of
     the first 16 filters; an inf in a later filter must still switch to the
     direct form (that filter's outputs -inf, the others exact)."""
