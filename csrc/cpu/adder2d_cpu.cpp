@@ -20,6 +20,9 @@
 //   filter value (checked per sample and channel, sign_tie_channels).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <torch/library.h>
 
 #include <algorithm>
