@@ -43,9 +43,11 @@ CHECK_ONNX='
 import importlib.metadata as m
 assert [m.version(p) for p in ("onnx", "onnxscript", "onnxruntime")] == [
     "1.23.2", "0.7.2", "1.32.0"]'
-# adder_det: rebuilt only when a source of the extension is newer than it.
+# adder_det: rebuilt only when a source of the extension is newer than it;
+# installed (editable) even where the repo root alone makes it importable.
 CHECK_ADDER_DET='
-import pathlib, adder_det, adder_det.ops._backend as b
+import importlib.metadata as m, pathlib, adder_det, adder_det.ops._backend as b
+m.version("adder_det")
 root = pathlib.Path(adder_det.__file__).resolve().parent.parent
 assert root == pathlib.Path.cwd().resolve()
 so = pathlib.Path(b.load_extension().__file__)
