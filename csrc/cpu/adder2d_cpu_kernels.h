@@ -53,8 +53,7 @@ ADDER_INLINE V opaque_one(V one) {
   return one;
 }
 
-// acc + (a > b ? g : 0) and acc - (a < b ? g : 0) (false for NaN, and for
-// ties). AVX-512 compares into a mask register and adds under it: 2
+// acc + (a > b ? g : 0) (false for NaN, and for ties). AVX-512 compares into a mask register and adds under it: 2
 // instructions against 3 (compare, and, add); measured 39 against 27 G
 // terms/s a core in a standalone loop of the sign rule's fast tile.
 template <typename T>
@@ -76,23 +75,34 @@ ADDER_INLINE typename Vec<T>::type add_where_greater(
   return acc + (a > b ? g : zero);
 #endif
 }
+// acc + g * sign(w - x), with sign 0 for ties and NaN (as the two-compare
+// form gives). AVX-512: vfixupimm maps the classes of d = w - x straight to
+// -1, +0 or +1 (table: NaN +0, zero +0, +1/+inf/positive +1, -inf/negative
+// -1), then an FMA: 3 instructions on either FP port, where two compares
+// into masks (port 5 only) and two masked adds were 4 (standalone tile loop:
+// 24-30 against 19-22 G terms/s a core). Others: two blends and an FMA.
 template <typename T>
-ADDER_INLINE typename Vec<T>::type sub_where_less(
-    typename Vec<T>::type acc, typename Vec<T>::type a,
-    typename Vec<T>::type b, typename Vec<T>::type g) {
+ADDER_INLINE typename Vec<T>::type add_sign_times(
+    typename Vec<T>::type acc, typename Vec<T>::type w,
+    typename Vec<T>::type x, typename Vec<T>::type g,
+    typename Vec<T>::type ng, typename Vec<T>::type one) {
   using V = typename Vec<T>::type;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  if constexpr (std::is_same_v<T, float>)
-    return (V)_mm512_mask_sub_ps(
-        (__m512)acc, _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_LT_OQ),
-        (__m512)acc, (__m512)g);
-  else
-    return (V)_mm512_mask_sub_pd(
-        (__m512d)acc, _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, _CMP_LT_OQ),
-        (__m512d)acc, (__m512d)g);
+  (void)ng, (void)one;
+  const V d = w - x;
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 sg = _mm512_fixupimm_ps(
+        (__m512)d, (__m512)d, _mm512_set1_epi32(0xA9A9A888), 0);
+    return (V)_mm512_fmadd_ps((__m512)g, sg, (__m512)acc);
+  } else {
+    const __m512d sg = _mm512_fixupimm_pd(
+        (__m512d)d, (__m512d)d, _mm512_set1_epi64(0xA9A9A888), 0);
+    return (V)_mm512_fmadd_pd((__m512d)g, sg, (__m512d)acc);
+  }
 #else
   const V zero = {};
-  return acc - (a < b ? g : zero);
+  const V up = w > x ? g : zero;
+  return acc + (w < x ? ng : up) * one;  // the FMA runs on the multiply pipes
 #endif
 }
 
@@ -102,10 +112,9 @@ ADDER_INLINE typename Vec<T>::type sub_where_less(
 // 16) or 5 x 1 zmm (AVX-512; 5 x 1 ran at 42 G terms/s a core against 34-36
 // for 5-9 x 2 zmm in a standalone loop, docs/benchmarks.md).
 constexpr int kFwdMR = 5, kFwdNV = kVecBytes == 64 ? 1 : 2;
-// The exact input-gradient tile: 4 rows (AVX2: no spills) or 8 (AVX-512:
-// its masked adds form two dependent adds per term and row, latency-bound
-// with 4 rows).
-constexpr int kBwdMR = kVecBytes == 64 ? 8 : 4;
+// The exact input-gradient tile: 4 rows (AVX2: no spills) or 12 (AVX-512,
+// 32 registers: 24-30 against 20-22 G terms/s a core with 4-8 rows).
+constexpr int kBwdMR = kVecBytes == 64 ? 12 : 4;
 // Input gradient: the hardtanh rule keeps 8 (x, acc) pairs; the sign rule
 // needs more temporaries per pair and runs faster with 4 (no spills). One
 // zmm of columns for both on AVX-512.
@@ -553,7 +562,7 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
     wr[i] = wt + row * ldw;
     for (int v = 0; v < NV; ++v) xv[i][v] = vload(xrows[row] + v * W);
   }
-  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1), zero = {};
+  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
   for (int64_t t = 0; t < R; ++t) {
     V gv[NV], ngv[NV];
     const T* gt = grows(t);
@@ -567,12 +576,9 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        if (kSign && kVecBytes == 64) {  // two masked adds
-          acc[i][v] = add_where_greater<T>(acc[i][v], wi, xv[i][v], gv[v]);
-          acc[i][v] = sub_where_less<T>(acc[i][v], wi, xv[i][v], gv[v]);
-        } else if (kSign) {  // two blends, an FMA on the multiply pipes
-          const V up = wi > xv[i][v] ? gv[v] : zero;
-          acc[i][v] += (wi < xv[i][v] ? ngv[v] : up) * one;
+        if (kSign) {
+          acc[i][v] = add_sign_times<T>(acc[i][v], wi, xv[i][v], gv[v],
+                                        ngv[v], one);
         } else {
           V d = wi - xv[i][v];
           d = d > one ? one : d;
