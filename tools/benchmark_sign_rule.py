@@ -1,18 +1,20 @@
 #!/usr/bin/env python
 """The sign-rule input gradient's two CPU tiles, timed in one process.
 
-The CPU kernels compute sum g * sign(w - x) with a 3-operation tile where
-no input value of a (sample, channel) equals one of its filter values, and
-with the exact 5-operation tile elsewhere (csrc/cpu/adder2d_cpu.cpp,
-kSignFastMinTerms). This times the compiled op on the layers of a
+The CPU kernels compute sum g * sign(w - x) with a cheaper tile where no
+input value of a (sample, channel) equals one of its filter values (AVX2:
+3 operations a term against the exact tile's 5; AVX-512: 2 against 3), if
+the layer has enough terms and positions for the tie check to pay
+(csrc/cpu/adder2d_cpu.cpp, sign_fast_ties; the thresholds depend on the
+instruction set, --cpu-isa). This times the compiled op on the layers of a
 tools/benchmark_op.py set (default `small`, the main job's model at 256x256,
-batch 8; `resnet50` at 224x224, batch 2) twice per layer: on post-ReLU random inputs (no ties: fast tile, plus the tie
-check) and on the same inputs with one tie planted in every (sample,
-channel) (exact tile everywhere). Best of interleaved runs; the ratio is
-exact time / fast time (> 1: the fast tile pays). `tile` says which tile
-the tie-free inputs get: the fast one runs on the in-place path (<= 64
-filters) from 256 terms (filters x taps) a value on; elsewhere both runs
-take the exact tile and the ratio shows the machine's noise.
+batch 8; `resnet50` at 224x224, batch 2) twice per layer: on post-ReLU
+random inputs (no ties: fast tile, plus the tie check) and on the same
+inputs with one tie planted in every (sample, channel) (exact tile
+everywhere). Best of interleaved runs; the ratio is exact time / fast time
+(> 1: the fast tile pays). `tile` says which tile the tie-free inputs get;
+where it says exact, both runs take the exact tile and the ratio shows the
+machine's noise.
 
     python tools/benchmark_sign_rule.py [--threads 1] [--batch 8]
 """
@@ -45,6 +47,9 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--batch', type=int,
                    help='default: 8 for small, 2 for resnet50')
+    p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
+                   help='the CPU kernels\' instruction set (default: the '
+                   'best this CPU has)')
     args = p.parse_args(argv)
     args.batch = args.batch or (8 if args.set == 'small' else 2)
     _, layers = LAYER_SETS[args.set]
@@ -53,8 +58,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     op = torch.ops.adder_det.adder2d_backward_input
     from adder_det import _C  # the rule the C++ applies, not a copy of it
+    if args.cpu_isa:
+        _C.set_cpu_isa(args.cpu_isa)
     min_terms, min_positions = _C.sign_fast_thresholds()
-    print(f'threads={args.threads} batch={args.batch} torch={torch.__version__}')
+    print(f'threads={args.threads} batch={args.batch} '
+          f'cpu_isa={_C.cpu_isa()} torch={torch.__version__}')
     print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
           f'{"exact/fast":>10} tile')
     for name, cin, cout, k, stride, size in layers:

@@ -458,12 +458,19 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // time); from 288 terms on it gains (32 filters: 1.0-1.08x, 64: 1.25-1.32x;
 // docs/benchmarks.md). With few positions per channel (ResNet-50's last
 // stages at 224x224) the per-filter part of the check outweighs the gain.
-constexpr int64_t kSignFastMinTerms = 256, kSignFastMinPositions = 512;
+// AVX-512 (the exact tile 3 instructions a term, the fast one 2): from 392
+// positions (ResNet-50's 14x14 stage at batch 2) the fast tile gained
+// 10-25% on two of three layers and lost 3% on the third; at 98 it lost on
+// two of three.
+constexpr int64_t kSignFastMinTerms = 256;
+int64_t sign_fast_min_positions() {
+  return active_isa() == kAvx512 ? 256 : 512;
+}
 
 }  // namespace
 
 SignFastThresholds sign_fast_thresholds() {
-  return {kSignFastMinTerms, kSignFastMinPositions};
+  return {kSignFastMinTerms, sign_fast_min_positions()};
 }
 
 namespace {
@@ -477,7 +484,7 @@ std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
   // Terms an input value meets: each is in about taps / (sh sw) patches.
   if (!sign_grad ||
       s.cout_g() * s.taps() < kSignFastMinTerms * s.sh * s.sw ||
-      s.n * s.h * s.w < kSignFastMinPositions)
+      s.n * s.h * s.w < sign_fast_min_positions())
     return {};
   std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
   if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))

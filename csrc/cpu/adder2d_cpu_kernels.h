@@ -755,9 +755,12 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
       hbase[j] = (l / s.wout) * s.sh - s.ph;
       wbase[j] = (l % s.wout) * s.sw - s.pw;
     }
-    // The block's positions consecutive in one output row, stride 1 there.
+    // The block's positions consecutive in one output row, stride 1 there;
+    // or (1x1, stride 1, no padding: input offset = position) anywhere.
+    const bool flat = s.taps() == 1 && s.sh == 1 && s.sw == 1 &&
+                      s.ph == 0 && s.pw == 0;
     const bool in_row = cols == NR && s.sw == 1 &&
-                        l0 / s.wout == (l0 + NR - 1) / s.wout;
+                        (flat || l0 / s.wout == (l0 + NR - 1) / s.wout);
     for (int64_t r = r0; r < r1; r += step) {
       const int rows = (int)std::min<int64_t>(step, r1 - r);
       T xt[kRows][NR], dcol[kRows][NR];
@@ -770,7 +773,8 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
         const int64_t di = row_di[r + i - r0], dj = row_dj[r + i - r0];
         if (tie_ng && tie_ng[c]) fast = false;
         const int64_t h0 = hbase[0] + di, w0 = wbase[0] + dj;
-        if (in_row && h0 >= 0 && h0 < s.h && w0 >= 0 && w0 + NR <= s.w) {
+        if (in_row && (flat || (h0 >= 0 && h0 < s.h && w0 >= 0 &&
+                                w0 + NR <= s.w))) {
           at[i] = c * HW + h0 * s.w + w0;
           xr[i] = xg + at[i];
           continue;
