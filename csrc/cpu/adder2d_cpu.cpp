@@ -544,13 +544,25 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
         std::fill(d + s.w, d + wg, T(0));
       }
   });
-  std::vector<T> wr(s.groups * cin_g * R);
-  for (int64_t g = 0; g < s.groups; ++g)
-    for (int64_t t = 0; t < cout_g; ++t)
-      for (int64_t c = 0; c < cin_g; ++c)
-        for (int64_t tap = 0; tap < taps; ++tap)
-          wr[(g * cin_g + c) * R + t * taps + tap] =
-              w[((g * cout_g + t) * cin_g + c) * taps + tap];
+  // The filters as [groups][cin_g][R], in per-thread scratch (a fresh
+  // buffer each call costs page faults) and split over the threads by
+  // blocks of 16 channels, whose taps of one filter are one contiguous run.
+  T* const wr = scratch<T, 7>(s.groups * cin_g * R);
+  constexpr int64_t CB = 16;
+  const int64_t cblocks = (cin_g + CB - 1) / CB;
+  at::parallel_for(0, s.groups * cblocks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t g = i / cblocks, c0 = i % cblocks * CB;
+      const int64_t nc = std::min(CB, cin_g - c0);
+      for (int64_t t = 0; t < cout_g; ++t) {
+        const T* src = w + ((g * cout_g + t) * cin_g + c0) * taps;
+        for (int64_t c = 0; c < nc; ++c) {  // a few values: no memmove call
+          T* dst = wr + (g * cin_g + c0 + c) * R + t * taps;
+          for (int64_t tap = 0; tap < taps; ++tap) dst[tap] = src[c * taps + tap];
+        }
+      }
+    }
+  });
   std::vector<int64_t> goff(R);
   for (int64_t t = 0; t < cout_g; ++t)
     for (int64_t tap = 0; tap < taps; ++tap) {
@@ -560,7 +572,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     }
   // Sign rule: the fast tile where no input meets a filter value, and the
   // output gradient summed over each group's filters for it.
-  const std::vector<uint8_t> tie = sign_fast_ties(x, wr.data(), s, kSign);
+  const std::vector<uint8_t> tie = sign_fast_ties(x, wr, s, kSign);
   T* gsum = nullptr;
   if (!tie.empty()) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
@@ -572,7 +584,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t chunk = task % chunks, ng = task / chunks;
-      fn(gp, xq, wr.data(), goff.data(), tie.empty() ? nullptr : tie.data(),
+      fn(gp, xq, wr, goff.data(), tie.empty() ? nullptr : tie.data(),
          gsum, gx, s, hg, wg, ng / s.groups,
          ng % s.groups, chunk * lc, std::min(lc, positions - chunk * lc));
     }
