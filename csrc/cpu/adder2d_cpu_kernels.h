@@ -179,7 +179,7 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
     const T* xk = panel(k);
 #pragma GCC unroll 4
     for (int v = 0; v < kFwdNV; ++v) x[v] = vload(xk + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const V wi = vsplat(wr[i][k * kStep]);
 #pragma GCC unroll 4
@@ -252,7 +252,7 @@ inline void pack_filter_rows(const T* w, const T* row_shift, int64_t K,
     int64_t k = k0;
     for (; k + W <= k1; k += W) {
       const V sh = row_shift ? vload(row_shift + k) : zero;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int i = 0; i < ROWS; ++i) {
         const V v = vload(src + i * K + k) - sh;
         part[i] += v;
@@ -571,7 +571,7 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
       gv[v] = vload(gt + v * W);
       ngv[v] = -gv[v];
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
@@ -636,7 +636,7 @@ ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
   }
   for (int64_t t = 0; t < R; ++t) {
     const V gv = vload(grows(t));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
       acc[i] = add_where_greater<T>(acc[i], vsplat(wr[i][t]), xv[i], gv);
   }
