@@ -156,10 +156,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "sign_fast_thresholds",
       [] {
         const auto t = adder_det::sign_fast_thresholds();
-        return std::make_tuple(t.min_terms, t.min_positions);
+        return std::make_tuple(t.min_terms, t.min_positions, t.strided);
       },
-      "(min terms a value, min positions a channel) from which the CPU "
-      "input gradient may take the sign rule's fast tile.");
+      "(min terms a value, min positions a channel, strided layers too) "
+      "from which the CPU input gradient may take the sign rule's fast "
+      "tile, with the active instruction set.");
   m.def("cpu_isa", &adder_det::cpu_isa,
         "The instruction set the CPU kernels run now: avx512, avx2 or "
         "generic.");

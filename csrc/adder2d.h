@@ -18,12 +18,14 @@ Adder2dShape make_shape(const at::Tensor& input, const at::Tensor& weight,
 void check_grad_output(const at::Tensor& grad_output, const Adder2dShape& s,
                        const at::Tensor& input);
 
-// Where the CPU input gradient may take the sign rule's fast tile: at least
-// min_terms * stride_h * stride_w filter terms (Cout/g x taps) an input
-// value and min_positions input positions (N x H x W) a channel. Exposed
+// Where the CPU input gradient may take the sign rule's fast tile (with the
+// active instruction set): at least min_terms * stride_h * stride_w filter
+// terms (Cout/g x taps) an input value, min_positions input positions
+// (N x H x W) a channel, and stride 1 unless `strided`. Exposed
 // to Python (adder_det._C.sign_fast_thresholds) for the benchmark.
 struct SignFastThresholds {
   int64_t min_terms, min_positions;
+  bool strided;  // whether layers with stride > 1 may take it
 };
 SignFastThresholds sign_fast_thresholds();
 

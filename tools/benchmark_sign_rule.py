@@ -47,12 +47,20 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--batch', type=int,
                    help='default: 8 for small, 2 for resnet50')
+    p.add_argument('--layers', default='',
+                   help='comma-separated substrings of layer names to run')
     p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
                    help='the CPU kernels\' instruction set (default: the '
                    'best this CPU has)')
     args = p.parse_args(argv)
     args.batch = args.batch or (8 if args.set == 'small' else 2)
     _, layers = LAYER_SETS[args.set]
+    if args.layers:
+        keys = args.layers.split(',')
+        layers = [lay for lay in layers if any(k in lay[0] for k in keys)]
+        if not layers:
+            sys.exit(f'benchmark_sign_rule: no layer of --set {args.set} '
+                     f'matches --layers {args.layers}')
     if not _backend.extension_available():
         sys.exit('adder_det._C is not built: run tools/install.sh')
     torch.set_num_threads(args.threads)
@@ -60,7 +68,7 @@ def main(argv=None):
     from adder_det import _C  # the rule the C++ applies, not a copy of it
     if args.cpu_isa:
         _C.set_cpu_isa(args.cpu_isa)
-    min_terms, min_positions = _C.sign_fast_thresholds()
+    min_terms, min_positions, strided = _C.sign_fast_thresholds()
     print(f'threads={args.threads} batch={args.batch} '
           f'cpu_isa={_C.cpu_isa()} torch={torch.__version__}')
     print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
@@ -82,7 +90,8 @@ def main(argv=None):
             tf = min(tf, best_time(fast, rounds=2))
             te = min(te, best_time(exact, rounds=2))
         fast = (cout * k * k >= min_terms * stride ** 2
-                and args.batch * size * size >= min_positions)
+                and args.batch * size * size >= min_positions
+                and (stride == 1 or strided))
         tile = 'fast' if fast else 'exact'
         print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} {te * 1e3:8.2f} '
               f'{te / tf:10.2f} {tile}')

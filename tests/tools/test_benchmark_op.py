@@ -31,6 +31,34 @@ def test_benchmark_op_json_tiny():
     assert net['fwdbwd_vs_conv'] > 0
 
 
+def test_benchmark_op_cpu_isa_is_applied_and_reported():
+    """--cpu-isa runs the kernels of that ISA (the baseline one exists on
+    every CPU) and the report says which ran; the best ISA by default."""
+    from adder_det.ops._backend import load_extension
+    best = load_extension().cpu_isas()[0]
+    for extra, expect in ((['--cpu-isa', 'generic'], 'generic'), ([], best)):
+        out = subprocess.run(
+            [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
+             '--layers', 's4.conv2', '--size', '32', '--repeat', '1',
+             '--json', *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout)['info']['cpu_isa'] == expect
+
+
+def test_benchmark_sign_rule_runs_and_names_the_isa():
+    from adder_det.ops._backend import load_extension
+    best = load_extension().cpu_isas()[0]
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_sign_rule.py', '--set', 'resnet50',
+         '--batch', '1', '--layers', 's4.in', '--cpu-isa', best],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert f'cpu_isa={best}' in lines[0]
+    assert len(lines) == 3 and lines[-1].startswith('s4.in 1x1')
+
+
 def test_benchmark_op_layer_filter_matching_nothing_is_an_error():
     out = subprocess.run(
         [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
