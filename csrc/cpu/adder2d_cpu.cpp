@@ -1,8 +1,10 @@
 // CPU kernels of adder2d: forward and input gradient.
 //
 // Both are L1 "GEMMs" with register-blocked micro-kernels written with GCC
-// vector extensions (8 floats / 4 doubles a vector), compiled twice: for
-// AVX2+FMA and for the baseline ISA, picked at run time by CPU capability.
+// vector extensions, compiled three times: for AVX-512 (16 floats / 8
+// doubles a vector, mask-register compares), for AVX2+FMA and for the
+// baseline ISA (8 / 4), picked at run time by CPU capability (capped by
+// set_cpu_isa or ADDER_DET_CPU_ISA).
 //
 // forward:  the input patches are packed into NR-wide panels [K][NR] (a
 //   group's positions of all samples in one sequence); then for K-blocks of
