@@ -53,9 +53,10 @@ ADDER_INLINE V opaque_one(V one) {
   return one;
 }
 
-// acc + (a > b ? g : 0) (false for NaN, and for ties). AVX-512 compares into a mask register and adds under it: 2
-// instructions against 3 (compare, and, add); measured 39 against 27 G
-// terms/s a core in a standalone loop of the sign rule's fast tile.
+// acc + (a > b ? g : 0) (false for NaN, and for ties). AVX-512 compares
+// into a mask register and adds under it: 2 instructions against 3
+// (compare, and, add); 32-42 against 23-27 G terms/s a core in a standalone
+// loop of the sign rule's fast tile.
 template <typename T>
 ADDER_INLINE typename Vec<T>::type add_where_greater(
     typename Vec<T>::type acc, typename Vec<T>::type a,
@@ -79,8 +80,9 @@ ADDER_INLINE typename Vec<T>::type add_where_greater(
 // form gives). AVX-512: vfixupimm maps the classes of d = w - x straight to
 // -1, +0 or +1 (table: NaN +0, zero +0, +1/+inf/positive +1, -inf/negative
 // -1), then an FMA: 3 instructions on either FP port, where two compares
-// into masks (port 5 only) and two masked adds were 4 (standalone tile loop:
-// 24-30 against 19-22 G terms/s a core). Others: two blends and an FMA.
+// into masks (port 5 only) and two masked adds were 4 (standalone tile loop,
+// 12 rows: 24-30 against 19-22 G terms/s a core). Others: two blends and an
+// FMA.
 template <typename T>
 ADDER_INLINE typename Vec<T>::type add_sign_times(
     typename Vec<T>::type acc, typename Vec<T>::type w,
@@ -113,7 +115,9 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
 // for 5-9 x 2 zmm in a standalone loop, docs/benchmarks.md).
 constexpr int kFwdMR = 5, kFwdNV = kVecBytes == 64 ? 1 : 2;
 // The exact input-gradient tile: 4 rows (AVX2: no spills) or 12 (AVX-512,
-// 32 registers: 24-30 against 20-22 G terms/s a core with 4-8 rows).
+// 32 registers: 24-30 against 20-27 G terms/s a core with 4-8 rows). The
+// row loops are unrolled fully (`unroll 16`): a partly unrolled loop keeps
+// its accumulators in memory.
 constexpr int kBwdMR = kVecBytes == 64 ? 12 : 4;
 // Input gradient: the hardtanh rule keeps 8 (x, acc) pairs; the sign rule
 // needs more temporaries per pair and runs faster with 4 (no spills). One
