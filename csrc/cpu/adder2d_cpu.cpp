@@ -460,10 +460,10 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // time); from 288 terms on it gains (32 filters: 1.0-1.08x, 64: 1.25-1.32x;
 // docs/benchmarks.md). With few positions per channel (ResNet-50's last
 // stages at 224x224) the per-filter part of the check outweighs the gain.
-// AVX-512 (the exact tile 3 instructions a term, the fast one 2): from 392
+// AVX-512 (the exact tile 3 instructions a term, the fast one 2): at 392
 // positions (ResNet-50's 14x14 stage at batch 2) the fast tile gained
-// 10-25% on two of three layers and lost 3% on the third; at 98 it lost on
-// two of three.
+// 14-19% on two of three layers and lost 3-4% on the third; at 98 it lost
+// on two of three.
 constexpr int64_t kSignFastMinTerms = 256;
 int64_t sign_fast_min_positions() {
   return active_isa() == kAvx512 ? 256 : 512;
