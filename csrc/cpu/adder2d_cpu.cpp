@@ -412,22 +412,12 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
 template <typename T>
 std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
                                        const Adder2dShape& s) {
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   const int64_t R = s.cout_g() * s.taps(), HW = s.h * s.w;
   int bits = 12;
   while ((int64_t(1) << bits) < 64 * R && bits < 17) ++bits;
-  // -0 and +0 compare equal: both map to the bits of +0 (v + 0 == +0).
-  auto key = [](T v) {
-    Bits b;
-    v = v + T(0);
-    std::memcpy(&b, &v, sizeof(b));
-    return b;
-  };
-  auto index = [bits](Bits k) {  // bit 0 is +-0's alone
-    const Bits h =
-        (Bits)((k * (Bits)0x9E3779B97F4A7C15ULL) >> (sizeof(Bits) * 8 - bits));
-    return h + (Bits)(h == 0 && k != 0);
-  };
+  // -0 and +0 compare equal: both map to the bits of +0 (tie_key).
+  const auto scan = ADDER_PICK_ISA(tie_scan<T>);
+  const auto in = ADDER_PICK_ISA(tie_in<T>);
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
@@ -436,18 +426,17 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
       std::fill(map.begin(), map.end(), 0);
       bool nan = false;
       for (int64_t r = 0; r < R; ++r) {
-        const Bits i = index(key(f[r]));
+        const auto i = generic::tie_index<T>(generic::tie_key(f[r]), bits);
         map[i >> 6] |= uint64_t(1) << (i & 63);
         nan = nan || f[r] != f[r];
       }
       for (int64_t n = 0; n < s.n; ++n) {
         bool hit = nan;
         const T* p = x + (n * s.c + c) * HW;
-        for (int64_t q = 0; q < HW && !hit; ++q) {
-          const Bits i = index(key(p[q]));
-          if (__builtin_expect(((map[i >> 6] >> (i & 63)) & 1) || p[q] != p[q], 0))
-            hit = p[q] != p[q] || std::find(f, f + R, p[q]) != f + R;
-        }
+        // Candidates (set bits, NaN) confirmed by a scan of the filters.
+        for (int64_t q = scan(p, 0, HW, map.data(), bits); q < HW && !hit;
+             q = scan(p, q + 1, HW, map.data(), bits))
+          hit = p[q] != p[q] || in(f, R, p[q]);
         tie[n * s.c + c] = hit;
       }
     }
