@@ -83,8 +83,8 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
 # layers with taps > 1 and <= 128 filters a group (any number with the
 # AVX-512 kernels) read the padded input in place (forward and input
-# gradient), the others pack patches. Random cases
-# rarely reach some corners of the choice, so each gets a case here.
+# gradient), the others pack patches. Random cases rarely reach some
+# corners of the choice, so each gets a case here.
 PATH_CASES = {
     'in place, 2 K blocks': dict(c=16, cout=16, kernel=(3, 3), stride=(1, 1),
                                  padding=(1, 1), groups=1, h=13, w=11),
@@ -99,8 +99,9 @@ PATH_CASES = {
     'in place, 128 filters': dict(c=6, cout=128, kernel=(3, 3),
                                   stride=(1, 1), padding=(1, 1), groups=1,
                                   h=8, w=8),
-    'packed (in place with AVX-512), 129 filters': dict(c=6, cout=129, kernel=(3, 3), stride=(1, 1),
-                                padding=(1, 1), groups=1, h=8, w=8),
+    'packed (in place with AVX-512), 129 filters': dict(
+        c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=8, w=8),
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
                              padding=(1, 1), groups=1, h=11, w=7),
     # The packed forward cuts a group's N * L positions (samples back to
