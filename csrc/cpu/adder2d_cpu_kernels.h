@@ -689,23 +689,25 @@ ADDER_INLINE TieBits<T> tie_key(T v) {
   std::memcpy(&b, &v, sizeof(b));
   return b;
 }
+constexpr uint64_t kTieHashMul = 0x9E3779B97F4A7C15ULL;  // Fibonacci hash
 template <typename T>
 ADDER_INLINE TieBits<T> tie_index(TieBits<T> k, int bits) {
   using B = TieBits<T>;
-  const B h = (B)((k * (B)0x9E3779B97F4A7C15ULL) >> (sizeof(B) * 8 - bits));
+  const B h = (B)((k * (B)kTieHashMul) >> (sizeof(B) * 8 - bits));
   return h + (B)(h == 0 && k != 0);
 }
 
 // The first q in [q, n) whose p[q] has its bit set in `map` or is NaN (a
 // possible tie, which the caller confirms), else n. AVX-512, float: 16
-// values a step (hash by vpmulld, bits by a gather), since the scalar loop
-// cost 16% of a 64-filter 56x56 layer's input gradient.
+// values a step (hash by vpmulld, bits by a gather): the scalar check (this
+// scan and tie_in's confirmations) cost 16% of a 64-filter 56x56 layer's
+// input gradient.
 template <typename T>
 inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
                         int bits) {
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float>) {
-    const __m512i mult = _mm512_set1_epi32((int)0x7F4A7C15u);  // low 32 bits
+    const __m512i mult = _mm512_set1_epi32((int)(uint32_t)kTieHashMul);
     const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
     const __m128i shift = _mm_cvtsi32_si128(32 - bits);
     const int* words = reinterpret_cast<const int*>(map);
@@ -810,6 +812,9 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
   // rows L apart, each of those lines half used: fine for a pass or three,
   // but where more row tiles pass over it a compact copy pays.
   const bool compact = (r1 - r0) >= 4 * step;
+  // 1x1, stride 1, no padding: a position's input offset is the position.
+  const bool flat = s.taps() == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 &&
+                    s.pw == 0;
   for (int64_t l0 = 0; l0 < L; l0 += NR) {
     const int cols = (int)std::min<int64_t>(NR, L - l0);
     StridedRows<T> gr{gog + l0, L};
@@ -834,9 +839,7 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
       wbase[j] = (l % s.wout) * s.sw - s.pw;
     }
     // The block's positions consecutive in one output row, stride 1 there;
-    // or (1x1, stride 1, no padding: input offset = position) anywhere.
-    const bool flat = s.taps() == 1 && s.sh == 1 && s.sw == 1 &&
-                      s.ph == 0 && s.pw == 0;
+    // or anywhere in a flat layer.
     const bool in_row = cols == NR && s.sw == 1 &&
                         (flat || l0 / s.wout == (l0 + NR - 1) / s.wout);
     for (int64_t r = r0; r < r1; r += step) {
