@@ -149,10 +149,28 @@ static_assert(avx512::fwd_nr<float>() == generic::fwd_nr<float>() &&
 // AVX-512 (16 positions a vector): in place was faster at every filter
 // count measured (256 filters at 14x14: forward 22% faster, at 28x28 the
 // input gradient 26%; 512 at 7x7 level or faster) (docs/benchmarks.md).
-// Stride 1 only: the in-place tiles read consecutive input columns.
+// The input gradient: stride 1 only (its in-place tiles read consecutive
+// input columns).
+bool in_place_filters(const Adder2dShape& s) {
+  return s.taps() > 1 && (s.cout_g() <= 128 || active_isa() == kAvx512);
+}
 bool use_in_place(const Adder2dShape& s) {
-  return s.sh == 1 && s.sw == 1 && s.taps() > 1 &&
-         (s.cout_g() <= 128 || active_isa() == kAvx512);
+  return s.sh == 1 && s.sw == 1 && in_place_filters(s);
+}
+// The forward reads a strided layer's input split into stride phases,
+// consecutive values too (forward_implicit), computing hout x ceil(Wp /
+// sw) positions a sample (rounded up to tiles) for hout x wout outputs.
+// Measured against packing (3x3/2, per-process medians; session 12): 0.72-
+// 0.94x the time where that computes <= 1.14x the outputs (maps of 14x14
+// and larger out; AVX2 and AVX-512), level or slower at 8x8 out (1.25x;
+// AVX2 1.24x the time), 1.56x the time at 4x4 (2x). So from 1.2x on they
+// stay packed.
+bool use_in_place_forward(const Adder2dShape& s) {
+  if (s.sh == 1 && s.sw == 1) return use_in_place(s);
+  constexpr int64_t NR = generic::fwd_nr<float>();
+  const int64_t wq = (s.w + 2 * s.pw + s.sw - 1) / s.sw;
+  const int64_t computed = (s.hout * wq + NR - 1) / NR * NR;
+  return in_place_filters(s) && 5 * computed <= 6 * s.hout * s.wout;
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
@@ -189,50 +207,73 @@ void check_cpu(const at::Tensor& t, const char* name) {
               "; the CPU kernels take float32 or float64");
 }
 
-// Stride-1 forward (see forward_implicit_chunk_impl): pads and shifts the
-// input once, sums it over each group's channels, then runs tasks of
-// (sample, group, chunk of padded-pitch positions). shift: per (group,
-// channel), null when the filters are not finite (direct form, unshifted).
+// Forward without packing (see forward_implicit_chunk_impl): pads and
+// shifts the input once, splitting each channel into its sh x sw stride
+// phases (padded row r goes to phase row r / sh of phase r % sh, columns
+// alike), so that a strided layer's output positions read consecutive
+// values of each phase as a stride-1 layer's read the plane; sums it over
+// each group's channels; then runs tasks of (sample, group, chunk of
+// phase-pitch positions). shift: per (group, channel), null when the
+// filters are not finite (direct form, unshifted).
 template <typename T>
 void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                       T* y, const Adder2dShape& s) {
   constexpr int NR = generic::fwd_nr<T>();
-  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw, plane = hp * wp;
+  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
+  const int64_t hq = (hp + s.sh - 1) / s.sh, wq = (wp + s.sw - 1) / s.sw;
+  const int64_t plane = hq * wq, cstride = s.sh * s.sw * plane;
   const int64_t cin_g = s.cin_g(), K = s.k(), taps = s.taps();
   // Tiles run up to NR - 1 positions past the last one and the taps reach
-  // (kw - 1) * dw further: zeroed slack so that those reads stay in bounds.
+  // up to (kw - 1) * dw / sw further: zeroed slack so that those reads
+  // stay in bounds.
   const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
-  T* const xp = scratch_with_slack<T, 1>(s.n * s.c * plane, slack);
-  double* const csum = scratch_with_slack<double, 2>(s.n * s.groups * plane, slack);
+  T* const xp = scratch_with_slack<T, 1>(s.n * s.c * cstride, slack);
+  double* const csum =
+      scratch_with_slack<double, 2>(s.n * s.groups * cstride, slack);
   at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
       const int64_t c = nc % s.c, g = c / cin_g;
       const T sc = shift ? shift[g * cin_g + c % cin_g] : T(0);
-      T* dst = xp + nc * plane;
+      T* dst = xp + nc * cstride;
       const T* src = x + nc * s.h * s.w;
-      std::fill(dst, dst + plane, -sc);
+      std::fill(dst, dst + cstride, -sc);
       for (int64_t i = 0; i < s.h; ++i) {
-        T* d = dst + (i + s.ph) * wp + s.pw;
-        const T* r = src + i * s.w;
-        for (int64_t j = 0; j < s.w; ++j) d[j] = r[j] - sc;
+        const int64_t r = i + s.ph;
+        T* row = dst + (r % s.sh) * s.sw * plane + (r / s.sh) * wq;
+        const T* in = src + i * s.w;
+        // Column phase pc takes input columns j0, j0 + sw, ... in a run.
+        for (int64_t pc = 0; pc < s.sw; ++pc) {
+          const int64_t j0 = ((pc - s.pw) % s.sw + s.sw) % s.sw;
+          if (j0 >= s.w) continue;
+          T* d = row + pc * plane + (j0 + s.pw) / s.sw;
+          const T* src_j = in + j0;
+          const int64_t m = (s.w - j0 + s.sw - 1) / s.sw;
+          if (s.sw == 1)
+            for (int64_t i2 = 0; i2 < m; ++i2) d[i2] = src_j[i2] - sc;
+          else
+            for (int64_t i2 = 0; i2 < m; ++i2) d[i2] = src_j[i2 * s.sw] - sc;
+        }
       }
     }
   });
   at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
     for (int64_t ng = b; ng < e; ++ng) {
-      double* cs = csum + ng * plane;
-      const T* src = xp + ng * cin_g * plane;
-      std::fill(cs, cs + plane, 0.);
+      double* cs = csum + ng * cstride;
+      const T* src = xp + ng * cin_g * cstride;
+      std::fill(cs, cs + cstride, 0.);
       for (int64_t c = 0; c < cin_g; ++c)
-        for (int64_t q = 0; q < plane; ++q) cs[q] += src[c * plane + q];
+        for (int64_t q = 0; q < cstride; ++q) cs[q] += src[c * cstride + q];
     }
   });
-  std::vector<int64_t> off(K);
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t c = k / taps, i = (k % taps) / s.kw, j = k % s.kw;
-    off[k] = c * plane + i * s.dh * wp + j * s.dw;
+  // Where tap (i, j) of output (0, 0) is in a channel's phases.
+  std::vector<int64_t> toff(taps), off(K);
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    const int64_t r = (tap / s.kw) * s.dh, q = (tap % s.kw) * s.dw;
+    toff[tap] = ((r % s.sh) * s.sw + q % s.sw) * plane + (r / s.sh) * wq +
+                q / s.sw;
   }
-  const int64_t positions = s.hout * wp;  // padded pitch
+  for (int64_t k = 0; k < K; ++k) off[k] = k / taps * cstride + toff[k % taps];
+  const int64_t positions = s.hout * wq;  // phase pitch
   // Chunk: ~<= 256 KiB of output scratch, at most 512 positions.
   int64_t lc = (256 << 10) / (int64_t)sizeof(T) / std::max<int64_t>(1, s.cout_g());
   lc = std::max<int64_t>(NR, std::min<int64_t>(512, lc / NR * NR));
@@ -244,7 +285,7 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
     for (int64_t task = b; task < e; ++task) {
       const int64_t chunk = task % chunks, ng = task / chunks;
       const int64_t lp0 = chunk * lc;
-      fn(xp, off.data(), csum, wpk, wsum, y, s, hp, wp,
+      fn(xp, off.data(), toff.data(), csum, wpk, wsum, y, s, cstride, wq,
          ng / s.groups, ng % s.groups, lp0, std::min(lc, positions - lp0), yc);
     }
   });
@@ -388,7 +429,7 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
       finite = std::isfinite(shift[i]);
     if (!finite) pack_all(nullptr);
     const scalar_t* ws = finite ? wsum.data() : nullptr;
-    if (use_in_place(s)) {
+    if (use_in_place_forward(s)) {
       forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s);
       return;
     }

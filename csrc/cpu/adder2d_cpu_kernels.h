@@ -499,38 +499,40 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
   }
 }
 
-// Stride-1 forward without packing ("implicit GEMM"). xp: the input minus
-// per-channel shifts, zero-padded to [N][C][Hp][Wp] (padding holds -shift).
-// Output positions are walked in the padded pitch, lp = oh * Wp + ow, so
-// the NR positions of a tile read NR consecutive values of every (channel,
-// tap) plane at xp + off[k] + lp; columns ow >= wout are computed and
-// dropped. csum: per (n, g) and padded pixel, the sum over the group's
-// channels of xp (double), from which the patch sums are tap sums.
+// Forward without packing ("implicit GEMM"). xp: the input minus
+// per-channel shifts, zero-padded, each channel split into stride phases
+// (see forward_implicit): [N][C][sh * sw][hq][wq], padding holding -shift;
+// with stride 1 a channel is its padded plane. Output positions are walked
+// in the phase pitch, lp = oh * wq + ow, and tap (i, j) of output (oh, ow)
+// is at lp + toff[tap] in its phase, so the NR positions of a tile read NR
+// consecutive values of every (channel, tap) row at xp + off[k] + lp
+// (off[k] = channel * cstride + toff[tap]); columns ow >= wout are computed
+// and dropped. csum: per (n, g) and xp value of a channel, the sum over the
+// group's channels (double), from which the patch sums are tap sums.
 // wpk/wsum: the shifted filters as pack_filters_impl lays them out and
 // their sums (wsum null: direct form, filters unshifted).
 // yc: cout_g x (lc rounded up to NR) scratch.
 template <typename T>
 inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
+                                        const int64_t* toff,
                                         const double* csum, const T* wpk,
                                         const T* wsum, T* y,
-                                        const Adder2dShape& s, int64_t hp,
-                                        int64_t wp, int64_t n, int64_t g,
+                                        const Adder2dShape& s, int64_t cstride,
+                                        int64_t wq, int64_t n, int64_t g,
                                         int64_t lp0, int64_t lc, T* yc) {
   constexpr int NR = fwd_nr<T>();
-  const int64_t K = s.k(), cout_g = s.cout_g(), plane = hp * wp;
+  const int64_t K = s.k(), cout_g = s.cout_g(), taps = s.taps();
   const int64_t np = (lc + NR - 1) / NR, ld = np * NR;
-  const T* xg = xp + (n * s.c + g * s.cin_g()) * plane + lp0;
-  const double* cs = csum + (n * s.groups + g) * plane + lp0;
+  const T* xg = xp + (n * s.c + g * s.cin_g()) * cstride + lp0;
+  const double* cs = csum + (n * s.groups + g) * cstride + lp0;
   // Patch sums of the chunk's valid positions; any inf/NaN: direct form.
   T* xsum = yc + cout_g * ld;
   bool use_min = wsum != nullptr;
   for (int64_t q = 0; q < lc; ++q) {
     double acc = 0;
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j)
-        acc += cs[q + i * s.dh * wp + j * s.dw];
+    for (int64_t tap = 0; tap < taps; ++tap) acc += cs[q + toff[tap]];
     xsum[q] = (T)acc;
-    if ((lp0 + q) % wp < s.wout) use_min = use_min && std::isfinite(acc);
+    if ((lp0 + q) % wq < s.wout) use_min = use_min && std::isfinite(acc);
   }
   const T* wg = wpk + g * cout_g * K;
   const auto tile_mr =
@@ -557,8 +559,8 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
   const T* ws = wsum ? wsum + g * cout_g : nullptr;
   T* yg = y + (n * s.cout + g * cout_g) * s.l();
   for (int64_t q = 0; q < lc;) {
-    const int64_t lp = lp0 + q, oh = lp / wp, ow = lp % wp;
-    const int64_t run = std::min(lc - q, wp - ow);  // to the end of the row
+    const int64_t lp = lp0 + q, oh = lp / wq, ow = lp % wq;
+    const int64_t run = std::min(lc - q, wq - ow);  // to the end of the row
     const int64_t m = std::max<int64_t>(0, std::min(run, s.wout - ow));
     for (int64_t t = 0; t < cout_g; ++t) {
       T* o = yg + t * s.l() + oh * s.wout + ow;

@@ -83,8 +83,10 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
 # layers with taps > 1 and <= 128 filters a group (any number with the
 # AVX-512 kernels) read the padded input in place (forward and input
-# gradient), the others pack patches. Random cases rarely reach some
-# corners of the choice, so each gets a case here.
+# gradient), the others pack patches; the forward of such a strided layer
+# reads its input split into stride phases in place too, where that
+# computes at most 1.2x its outputs (wide enough maps). Random cases rarely
+# reach some corners of the choice, so each gets a case here.
 PATH_CASES = {
     'in place, 2 K blocks': dict(c=16, cout=16, kernel=(3, 3), stride=(1, 1),
                                  padding=(1, 1), groups=1, h=13, w=11),
@@ -102,17 +104,28 @@ PATH_CASES = {
     'packed (in place with AVX-512), 129 filters': dict(
         c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         groups=1, h=8, w=8),
+    # Strided forwards in place, in stride phases (16 x 17 positions
+    # computed for 16 x 16 outputs; 9 x 23 for 9 x 21).
+    'in place, stride 2 (phases)': dict(c=10, cout=16, kernel=(3, 3),
+                                        stride=(2, 2), padding=(1, 1),
+                                        groups=1, h=31, w=31),
+    'in place, stride (3, 2) (phases), dilated, groups': dict(
+        c=12, cout=10, kernel=(3, 5), stride=(3, 2), padding=(2, 2),
+        dilation=(2, 1), groups=2, h=26, w=41),
+    # Narrow strided maps stay packed (6 x 9 positions in phases for 6 x 7
+    # outputs).
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
                              padding=(1, 1), groups=1, h=11, w=7),
     # The packed forward cuts a group's N * L positions (samples back to
     # back) into blocks of panels. Many blocks: a task packs and runs one
-    # (K = 2304: 7 panels a block in float32, 3 in float64; 56 panels).
+    # (K = 2304: at most 7 panels a block; float32 29 panels in blocks of
+    # 6, float64 57 in blocks of 7). 75 x 3 outputs a sample: packed.
     'packed, a task a block of panels': dict(
         c=256, cout=7, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
-        groups=1, h=42, w=42, threads=1),
+        groups=1, h=150, w=5, threads=1),
     # Few: all panels packed first, tasks split the filters (blocks of 10
     # here, the last only the 3 filters past the last 5-filter tile); the 49
-    # positions a sample share panels across samples.
+    # positions a sample share panels across samples (7 x 7 outputs: packed).
     'packed, blocks of filters, groups': dict(
         c=8, cout=46, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
         groups=2, h=13, w=13, threads=1),
