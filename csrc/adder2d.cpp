@@ -161,6 +161,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "(min terms a value, min positions a channel, strided layers too) "
       "from which the CPU input gradient may take the sign rule's fast "
       "tile, with the active instruction set.");
+  m.def("sign_fast_mode", &adder_det::sign_fast_mode,
+        "Whether the CPU input gradient takes the sign rule's fast tile by "
+        "the thresholds (auto), on every layer (always) or never.");
+  m.def("set_sign_fast_mode", &adder_det::set_sign_fast_mode,
+        "Set the sign rule's fast-tile mode: auto, always or never; returns "
+        "the previous one. For benchmarks, between calls.");
   m.def("cpu_isa", &adder_det::cpu_isa,
         "The instruction set the CPU kernels run now: avx512, avx2 or "
         "generic.");

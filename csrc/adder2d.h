@@ -28,6 +28,13 @@ struct SignFastThresholds {
   bool strided;  // whether layers with stride > 1 may take it
 };
 SignFastThresholds sign_fast_thresholds();
+// Whether the CPU input gradient applies those thresholds ("auto", the
+// default), takes the fast tile on every layer ("always"; still exact: a
+// (sample, channel) with a tie runs the exact tile) or never ("never").
+// set_sign_fast_mode returns the previous mode; for benchmarks that time
+// both tiles on a machine (tools/benchmark_sign_rule.py), between calls.
+std::string sign_fast_mode();
+std::string set_sign_fast_mode(const std::string& name);
 
 // The instruction set the CPU kernels run: the best this CPU has of
 // "avx512", "avx2", "generic", or lower where set_cpu_isa (or the

@@ -3,18 +3,18 @@
 
 The CPU kernels compute sum g * sign(w - x) with a cheaper tile where no
 input value of a (sample, channel) equals one of its filter values (AVX2:
-3 operations a term against the exact tile's 5; AVX-512: 2 against 3), if
-the layer has enough terms and positions for the tie check to pay
-(csrc/cpu/adder2d_cpu.cpp, sign_fast_ties; the thresholds depend on the
-instruction set, --cpu-isa). This times the compiled op on the layers of a
-tools/benchmark_op.py set (default `small`, the main job's model at 256x256,
-batch 8; `resnet50` at 224x224, batch 2) twice per layer: on post-ReLU
-random inputs (no ties: fast tile, plus the tie check) and on the same
-inputs with one tie planted in every (sample, channel) (exact tile
-everywhere). Best of interleaved runs; the ratio is exact time / fast time
-(> 1: the fast tile pays). `tile` says which tile the tie-free inputs get;
-where it says exact, both runs take the exact tile and the ratio shows the
-machine's noise.
+3 operations a term against the exact tile's 5; AVX-512: 2 against 3),
+after a per-(sample, channel) tie check, on layers with enough terms and
+positions for the check to pay (csrc/cpu/adder2d_cpu.cpp, sign_fast_ties;
+the thresholds depend on the instruction set, --cpu-isa, and on the CPU).
+This times the compiled op on the layers of a tools/benchmark_op.py set
+(default `small`, the main job's model at 256x256, batch 8; `resnet50` at
+224x224, batch 2) on post-ReLU random inputs (no ties) twice per layer:
+with the fast tile forced (`_C.set_sign_fast_mode('always')`: the check
+plus the fast tile) and with it off ('never': the exact tile, no check).
+Best of interleaved runs; the ratio is exact time / fast time (> 1: the
+fast tile, check included, pays on this machine). `auto` says which tile
+the thresholds give the layer.
 
     python tools/benchmark_sign_rule.py [--threads 1] [--batch 8]
 """
@@ -72,29 +72,34 @@ def main(argv=None):
     print(f'threads={args.threads} batch={args.batch} '
           f'cpu_isa={_C.cpu_isa()} torch={torch.__version__}')
     print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
-          f'{"exact/fast":>10} tile')
-    for name, cin, cout, k, stride, size in layers:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(args.batch, cin, size, size, generator=g).clamp_min(0)
-        w = torch.randn(cout, cin, k, k, generator=g)
-        tied = x.clone()
-        tied[:, :, 0, 0] = w[0, :, 0, 0]
-        conf = ([stride] * 2, [k // 2] * 2, [1, 1], 1, True)
-        out = (size + 2 * (k // 2) - k) // stride + 1
-        go = torch.randn(args.batch, cout, out, out, generator=g)
-        fast = lambda: op(go, x, w, *conf)  # noqa: E731
-        exact = lambda: op(go, tied, w, *conf)  # noqa: E731
-        fast(), exact()
-        tf = te = float('inf')
-        for _ in range(3):  # interleaved against drifting machine speed
-            tf = min(tf, best_time(fast, rounds=2))
-            te = min(te, best_time(exact, rounds=2))
-        fast = (cout * k * k >= min_terms * stride ** 2
-                and args.batch * size * size >= min_positions
-                and (stride == 1 or strided))
-        tile = 'fast' if fast else 'exact'
-        print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} {te * 1e3:8.2f} '
-              f'{te / tf:10.2f} {tile}')
+          f'{"exact/fast":>10} auto')
+    try:
+        for name, cin, cout, k, stride, size in layers:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(args.batch, cin, size, size,
+                            generator=g).clamp_min(0)
+            w = torch.randn(cout, cin, k, k, generator=g)
+            conf = ([stride] * 2, [k // 2] * 2, [1, 1], 1, True)
+            out = (size + 2 * (k // 2) - k) // stride + 1
+            go = torch.randn(args.batch, cout, out, out, generator=g)
+
+            def timed(mode):
+                _C.set_sign_fast_mode(mode)
+                return best_time(lambda: op(go, x, w, *conf), rounds=2)
+
+            timed('always'), timed('never')  # warm-up
+            tf = te = float('inf')
+            for _ in range(3):  # interleaved against drifting machine speed
+                tf = min(tf, timed('always'))
+                te = min(te, timed('never'))
+            fast = (cout * k * k >= min_terms * stride ** 2
+                    and args.batch * size * size >= min_positions
+                    and (stride == 1 or strided))
+            tile = 'fast' if fast else 'exact'
+            print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} '
+                  f'{te * 1e3:8.2f} {te / tf:10.2f} {tile}')
+    finally:
+        _C.set_sign_fast_mode('auto')
 
 
 if __name__ == '__main__':

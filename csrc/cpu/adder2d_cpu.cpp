@@ -12,8 +12,10 @@
 //   min(w, x), and the output is that minus the patch and filter sums (=
 //   -sum |w - x| for finite values, after shifting both by per-channel
 //   filter means; panels holding inf or NaN use acc += |w - x|). Tasks are
-//   blocks of panels, and of filters too where the panels are few. Stride-1
-//   layers with few filters read the padded input in place instead.
+//   blocks of panels, and of filters too where the panels are few. Layers
+//   with few filters (any number with AVX-512) read the padded input in
+//   place instead, strided ones split into stride phases where the map is
+//   wide enough.
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
@@ -519,6 +521,11 @@ int64_t sign_fast_min_positions() {
 // tie check; with the vectorized check 7.8-7.9 against 7.9-8.8: no gain).
 bool sign_fast_strided() { return active_isa() != kAvx512; }
 
+// set_sign_fast_mode: 0 auto (the thresholds above), 1 always (any layer,
+// still per (sample, channel) where the check finds no tie), 2 never.
+const char* const kSignFastModes[] = {"auto", "always", "never"};
+std::atomic<int> sign_fast_mode_index{0};
+
 }  // namespace
 
 SignFastThresholds sign_fast_thresholds() {
@@ -535,10 +542,12 @@ template <typename T>
 std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
                                     const Adder2dShape& s, bool sign_grad) {
   // Terms an input value meets: each is in about taps / (sh sw) patches.
-  if (!sign_grad ||
-      s.cout_g() * s.taps() < sign_fast_min_terms() * s.sh * s.sw ||
-      s.n * s.h * s.w < sign_fast_min_positions() ||
-      (s.sh * s.sw > 1 && !sign_fast_strided()))
+  const int mode = sign_fast_mode_index.load();
+  if (!sign_grad || mode == 2 ||
+      (mode == 0 &&
+       (s.cout_g() * s.taps() < sign_fast_min_terms() * s.sh * s.sw ||
+        s.n * s.h * s.w < sign_fast_min_positions() ||
+        (s.sh * s.sw > 1 && !sign_fast_strided()))))
     return {};
   std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
   if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))
@@ -743,6 +752,19 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
 }
 
 }  // namespace
+
+std::string sign_fast_mode() {
+  return kSignFastModes[sign_fast_mode_index.load()];
+}
+
+std::string set_sign_fast_mode(const std::string& name) {
+  for (int i = 0; i < 3; ++i)
+    if (name == kSignFastModes[i])
+      return kSignFastModes[sign_fast_mode_index.exchange(i)];
+  TORCH_CHECK(false, "set_sign_fast_mode: '", name,
+              "' is not one of auto, always, never");
+  return {};
+}
 
 std::string cpu_isa() { return kIsaNames[active_isa()]; }
 

@@ -150,12 +150,26 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
         torch.set_num_threads(before)
 
 
+@pytest.fixture(params=['auto', 'always'])
+def sign_fast_mode(request, compiled):
+    """The sign rule's fast tile by the thresholds, or on every layer (which
+    reaches it where the thresholds never send it: strided layers with
+    AVX-512, few filters or positions)."""
+    ext = _backend.load_extension()
+    previous = ext.set_sign_fast_mode(request.param)
+    try:
+        yield request.param
+    finally:
+        ext.set_sign_fast_mode(previous)
+
+
 # (filters, stride): the in-place and the packed path, each with enough
 # terms (filters x taps / stride^2 >= 256) and positions (>= 512 input
-# positions a channel) for the fast tile.
-@pytest.mark.parametrize('cout,stride', [(32, 1), (128, 2)])
+# positions a channel) for the fast tile in auto mode on AVX2 machines.
+@pytest.mark.parametrize('cout,stride', [(32, 1), (128, 2), (8, 1)])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_sign_rule_ties_give_zero(cpu_isa, dtype, cout, stride):
+def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
+                                  stride):
     """sign(w - x) is 0 where a filter value equals an input value. The CPU
     kernels take a faster tile, exact only without such ties, for the
     (sample, channel) pairs that have none: here sample 0 of channel 0 is
@@ -215,6 +229,35 @@ def test_cpu_isa_choice(compiled):
                          capture_output=True, timeout=120,
                          env=dict(os.environ, ADDER_DET_CPU_ISA='avx3'))
     assert out.returncode != 0 and 'ADDER_DET_CPU_ISA=avx3' in out.stderr
+
+
+def test_sign_fast_mode_choice(compiled):
+    """The fast tile's mode: auto by default; always and never are honoured
+    (both exact: here always against never on inputs without ties); an
+    unknown name is refused by name."""
+    ext = _backend.load_extension()
+    assert ext.sign_fast_mode() == 'auto'
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 8, 9, 9, generator=g)
+    w = torch.randn(4, 8, 3, 3, generator=g)
+    go = torch.randn(2, 4, 9, 9, generator=g)
+    conf = ([1, 1], [1, 1], [1, 1], 1, True)
+    out = {}
+    try:
+        for mode in ('always', 'never'):
+            ext.set_sign_fast_mode(mode)
+            assert ext.sign_fast_mode() == mode
+            out[mode] = torch.ops.adder_det.adder2d_backward_input(
+                go, x, w, *conf)
+        with pytest.raises(RuntimeError, match="'sometimes' is not one of"):
+            ext.set_sign_fast_mode('sometimes')
+        assert ext.sign_fast_mode() == 'never'
+    finally:
+        assert ext.set_sign_fast_mode('auto') == 'never'
+    expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
+                                        (1, 1), (1, 1), (1, 1), 1, True)
+    for mode, got in out.items():
+        assert rel_err(got, expect) < TOL[torch.float32], mode
 
 
 def test_compiled_kernels_actually_run(compiled):
