@@ -497,9 +497,10 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // 14-19% on two of three layers and lost 3-4% on the third; at 98 it lost
 // on two of three.
 // AVX2 on Intel cores (measured on an AVX-512 Xeon running the AVX2 build,
-// session 12): the fast tile with the vectorized check took 0.55-0.8x the
-// exact tile's time on every ResNet-50 layer, from 64 filters 1x1 at 56x56
-// to 512 filters at 7x7 (98 positions), so there it runs from any count;
+// session 12, tools/benchmark_sign_rule.py: `always` against `never`): the
+// fast tile with the vectorized check took 0.50-0.91x the exact tile's
+// time on every ResNet-50 layer, from 64 filters 1x1 at 56x56 to 512
+// filters at 7x7 (98 positions), so there it runs from any count;
 // the exact tile's variable blends likely cost more micro-ops there than
 // on the AMD cores the thresholds were measured on.
 bool intel_cpu() {
