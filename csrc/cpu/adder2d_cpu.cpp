@@ -167,10 +167,17 @@ bool use_in_place(const Adder2dShape& s) {
 // and larger out; AVX2 and AVX-512), level or slower at 8x8 out (1.25x;
 // AVX2 1.24x the time), 1.56x the time at 4x4 (2x). So from 1.2x on they
 // stay packed.
+// Rows and columns of a stride phase of the padded input (forward_implicit).
+int64_t phase_rows(const Adder2dShape& s) {
+  return (s.h + 2 * s.ph + s.sh - 1) / s.sh;
+}
+int64_t phase_cols(const Adder2dShape& s) {
+  return (s.w + 2 * s.pw + s.sw - 1) / s.sw;
+}
 bool use_in_place_forward(const Adder2dShape& s) {
   if (s.sh == 1 && s.sw == 1) return use_in_place(s);
   constexpr int64_t NR = generic::fwd_nr<float>();
-  const int64_t wq = (s.w + 2 * s.pw + s.sw - 1) / s.sw;
+  const int64_t wq = phase_cols(s);
   const int64_t computed = (s.hout * wq + NR - 1) / NR * NR;
   return in_place_filters(s) && 5 * computed <= 6 * s.hout * s.wout;
 }
@@ -221,8 +228,7 @@ template <typename T>
 void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                       T* y, const Adder2dShape& s) {
   constexpr int NR = generic::fwd_nr<T>();
-  const int64_t hp = s.h + 2 * s.ph, wp = s.w + 2 * s.pw;
-  const int64_t hq = (hp + s.sh - 1) / s.sh, wq = (wp + s.sw - 1) / s.sw;
+  const int64_t hq = phase_rows(s), wq = phase_cols(s);
   const int64_t plane = hq * wq, cstride = s.sh * s.sw * plane;
   const int64_t cin_g = s.cin_g(), K = s.k(), taps = s.taps();
   // Tiles run up to NR - 1 positions past the last one and the taps reach
@@ -529,10 +535,11 @@ int64_t sign_fast_min_positions() {
 // tie check; with the vectorized check 7.8-7.9 against 7.9-8.8: no gain).
 bool sign_fast_strided() { return active_isa() != kAvx512; }
 
-// set_sign_fast_mode: 0 auto (the thresholds above), 1 always (any layer,
-// still per (sample, channel) where the check finds no tie), 2 never.
+// set_sign_fast_mode: auto (the thresholds above), always (any layer, still
+// per (sample, channel) where the check finds no tie), never.
+enum SignFastMode : int { kSignFastAuto = 0, kSignFastAlways, kSignFastNever };
 const char* const kSignFastModes[] = {"auto", "always", "never"};
-std::atomic<int> sign_fast_mode_index{0};
+std::atomic<int> sign_fast_mode_index{kSignFastAuto};
 
 }  // namespace
 
@@ -551,11 +558,12 @@ std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
                                     const Adder2dShape& s, bool sign_grad) {
   // Terms an input value meets: each is in about taps / (sh sw) patches.
   const int mode = sign_fast_mode_index.load();
-  if (!sign_grad || mode == 2 ||
-      (mode == 0 &&
-       (s.cout_g() * s.taps() < sign_fast_min_terms() * s.sh * s.sw ||
-        s.n * s.h * s.w < sign_fast_min_positions() ||
-        (s.sh * s.sw > 1 && !sign_fast_strided()))))
+  const SignFastThresholds t = sign_fast_thresholds();
+  if (!sign_grad || mode == kSignFastNever ||
+      (mode == kSignFastAuto &&
+       (s.cout_g() * s.taps() < t.min_terms * s.sh * s.sw ||
+        s.n * s.h * s.w < t.min_positions ||
+        (s.sh * s.sw > 1 && !t.strided))))
     return {};
   std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
   if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))
@@ -766,7 +774,7 @@ std::string sign_fast_mode() {
 }
 
 std::string set_sign_fast_mode(const std::string& name) {
-  for (int i = 0; i < 3; ++i)
+  for (int i = kSignFastAuto; i <= kSignFastNever; ++i)
     if (name == kSignFastModes[i])
       return kSignFastModes[sign_fast_mode_index.exchange(i)];
   TORCH_CHECK(false, "set_sign_fast_mode: '", name,
