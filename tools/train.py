@@ -39,19 +39,30 @@ def parse_args(argv=None):
     return args
 
 
+def uses_amp(cfg) -> bool:
+    kind = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    return getattr(kind, '__name__', kind) in ('AmpOptimWrapper',
+                                               'mmengine.AmpOptimWrapper')
+
+
 def build_cfg(args):
-    from adder_det.engine import load_config
+    from adder_det.engine import add_deferred_eta_hook, load_config
     from mmengine.logging import print_log
 
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir, tool='train')
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        if uses_amp(cfg):
             print_log('AMP is already on in the config', logger='current',
                       level=logging.WARNING)
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
+    if uses_amp(cfg) and add_deferred_eta_hook(cfg):
+        # The loss scale must not meet the eta scaling in backward
+        # (adder_det/engine/deferred_eta_hook.py).
+        print_log('AMP: added DeferredEtaHook (adder filters are rescaled '
+                  'after the loss scale is divided out)', logger='current')
     if args.auto_scale_lr:
         if not cfg.get('auto_scale_lr', {}).get('base_batch_size'):
             raise ValueError('--auto-scale-lr needs auto_scale_lr.'

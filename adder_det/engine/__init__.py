@@ -3,7 +3,7 @@ from .adder_optim_constructor import AdderOptimWrapperConstructor
 from .checkpoint import allow_mmengine_checkpoints
 from .config import load_config
 from .cpu_ddp import CPUDistributedDataParallel, configure_launcher
-from .deferred_eta_hook import DeferredEtaHook
+from .deferred_eta_hook import DeferredEtaHook, add_deferred_eta_hook
 from .process_group import close_process_group, exit_after_distributed_run
 from .rng_state_hook import RNGStateHook
 
@@ -18,6 +18,6 @@ def setup_mmdet():
 
 
 __all__ = ['AdderOptimWrapperConstructor', 'allow_mmengine_checkpoints', 'setup_mmdet', 'RNGStateHook',
-           'DeferredEtaHook',
+           'DeferredEtaHook', 'add_deferred_eta_hook',
            'CPUDistributedDataParallel', 'configure_launcher', 'load_config',
            'close_process_group', 'exit_after_distributed_run']

@@ -13,6 +13,7 @@ Output = minus the L1 distance between each input patch and each filter
 Arguments are checked here, up front, so that bad input fails with a message
 naming the problem instead of deep inside a kernel.
 """
+import contextlib
 import math
 import warnings
 from typing import Optional, Tuple, Union
@@ -171,6 +172,33 @@ class _ScaleFilterGrad(torch.autograd.Function):
         return scale_filter_grad(grad, ctx.eta), None
 
 
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _autocast_to_float32(input, weight, bias):
+    """Under autocast, the layer runs in float32 (torch's policy for
+    precision-sensitive ops such as sum and norm), not in the autocast dtype
+    as a convolution would: an adder output is a sum of K absolute values
+    sharing a large common offset, which the following norm layer removes,
+    so rounding it to half precision is amplified. Measured against float64
+    (docs/benchmarks.md, "Mixed precision"): rounding the output to float16
+    leaves 0.6-1% of the normalized output's std as error, bfloat16 5-8%;
+    rounding only the inputs 0.1-1.5%. Half inputs from the layers before
+    (autocast convolutions) are therefore widened, exactly; the weight
+    stays float32 and its gradient comes back float32."""
+    def widen(t):
+        return t.float() if t is not None and t.dtype in _HALF_DTYPES else t
+
+    return widen(input), widen(weight), widen(bias)
+
+
+def _autocast_enabled(input) -> bool:
+    # The op runs on CPU and CUDA only (other devices fail its checks).
+    return (isinstance(input, torch.Tensor)
+            and input.device.type in ('cpu', 'cuda')
+            and torch.is_autocast_enabled(input.device.type))
+
+
 def adder2d(input: torch.Tensor,
             weight: torch.Tensor,
             bias: Optional[torch.Tensor] = None,
@@ -184,22 +212,30 @@ def adder2d(input: torch.Tensor,
 
     Y(n, t, m, p) = -sum_{k,i,j} |X(n, k, m*s + i*d - pad, p*s + j*d - pad)
     - F(t, k, i, j)| (+ bias(t)); zero padding, so a padded tap adds -|F|.
+    Under ``torch.autocast`` (mmengine's AmpOptimWrapper, ``--amp``) it
+    computes in float32: see ``_autocast_to_float32``.
     """
+    autocast = _autocast_enabled(input)
+    if autocast:
+        input, weight, bias = _autocast_to_float32(input, weight, bias)
     stride, padding, dilation, groups = check_arguments(
         input, weight, bias, stride, padding, dilation, groups)
     check_gradient_rule(input_grad, eta, 'adder2d')
-    if decomposition_active():
-        out = adder2d_standard_ops(input, weight, stride, padding, dilation,
-                                   groups)
-    elif input.shape[0] == 0:
-        hout, wout = output_size(input.shape[-2:], weight.shape[-2:], stride,
-                                 padding, dilation)
-        # Keep the graph so that backward gives zero gradients.
-        out = (input.sum() + weight.sum()) * 0 + input.new_zeros(
-            0, weight.shape[0], hout, wout)
-    else:
-        out = Adder2dFunction.apply(input, weight, stride, padding, dilation,
-                                    groups, input_grad, eta)
+    # float32 whatever the implementation's ops (the reference's too).
+    with (torch.autocast(input.device.type, enabled=False) if autocast
+          else contextlib.nullcontext()):
+        if decomposition_active():
+            out = adder2d_standard_ops(input, weight, stride, padding,
+                                       dilation, groups)
+        elif input.shape[0] == 0:
+            hout, wout = output_size(input.shape[-2:], weight.shape[-2:],
+                                     stride, padding, dilation)
+            # Keep the graph so that backward gives zero gradients.
+            out = (input.sum() + weight.sum()) * 0 + input.new_zeros(
+                0, weight.shape[0], hout, wout)
+        else:
+            out = Adder2dFunction.apply(input, weight, stride, padding,
+                                        dilation, groups, input_grad, eta)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
@@ -220,6 +256,24 @@ def _warn_if_data_parallel():
             'the gradients are averaged, so the step differs from the '
             'single-process one; call adder_det.ops.defer_eta(model, '
             'optimizer) (mmengine: custom_hooks=[dict(type=\'DeferredEtaHook\')])',
+            stacklevel=3)
+
+
+_warned_loss_scaling = False
+
+
+def _warn_if_autocast(x):
+    global _warned_loss_scaling
+    if (not _warned_loss_scaling and torch.is_grad_enabled()
+            and _autocast_enabled(x)):
+        _warned_loss_scaling = True
+        warnings.warn(
+            'Adder2d under autocast: eta scaling runs in backward, on the '
+            'loss-scaled gradient (GradScaler, mmengine\'s AmpOptimWrapper), '
+            'and rescales it to a fixed norm, so unscaling then shrinks the '
+            'filter step by the loss scale; call adder_det.ops.defer_eta('
+            'model, optimizer) (mmengine: custom_hooks=[dict(type='
+            '\'DeferredEtaHook\')], which tools/train.py --amp adds)',
             stacklevel=3)
 
 
@@ -328,6 +382,7 @@ class Adder2d(nn.Module):
             eta = None
         elif eta is not None and self.training:
             _warn_if_data_parallel()
+            _warn_if_autocast(x)
         weight = self.weight
         if self.awn_gain is not None:
             if eta is not None and weight.requires_grad:

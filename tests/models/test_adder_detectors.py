@@ -94,3 +94,30 @@ def test_detector_variants_loss_and_predict(variant):
         assert len(p.pred_instances.scores) == len(p.pred_instances.labels)
     grads = [m.weight.grad for m in model.modules() if isinstance(m, Adder2d)]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.filterwarnings('ignore:Adder2d under autocast')
+def test_adder_fcos_under_cpu_autocast():
+    """Mixed precision (what AmpOptimWrapper and the test loops' fp16 do):
+    the convolutions run in bfloat16, the adder layers widen their input
+    and compute in float32; losses, gradients and predictions come out."""
+    model = MODELS.build(small_fcos('AdderResNet', None, 'AdderFCOSHead'))
+    model.init_weights()
+    seen = []
+
+    def record(module, args, out):
+        seen.append((args[0].dtype, out.dtype))
+
+    for m in model.modules():
+        if isinstance(m, Adder2d):
+            m.register_forward_hook(record)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses, preds = run_loss_and_predict(model)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    grads = [m.weight.grad for m in model.modules() if isinstance(m, Adder2d)]
+    assert all(g is not None and g.dtype == torch.float32
+               and torch.isfinite(g).all() for g in grads)
+    assert {out for _, out in seen} == {torch.float32}
+    assert torch.bfloat16 in {inp for inp, _ in seen}  # after the conv stem
+    assert len(preds) == 2
+    assert all(torch.isfinite(p.pred_instances.bboxes).all() for p in preds)

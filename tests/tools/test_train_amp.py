@@ -1,0 +1,34 @@
+"""tools/train.py --amp: the eta scaling moves after the loss scaler."""
+from . import ROOT, load_tool
+
+train = load_tool('train')
+ADDER_COCO = (ROOT / 'configs' / 'synthetic' /
+              'adder-fcos_adder-r18-quarter_adder-rpafpn_20e_synthetic-coco.py')
+
+
+def hook_types(cfg):
+    return [h['type'] for h in cfg.get('custom_hooks', [])]
+
+
+def build(tmp_path, *extra):
+    return train.build_cfg(train.parse_args(
+        [str(ADDER_COCO), '--work-dir', str(tmp_path), *extra]))
+
+
+def test_amp_adds_deferred_eta_hook_once(tmp_path):
+    cfg = build(tmp_path, '--amp', '--cfg-options', 'custom_hooks=[]')
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert hook_types(cfg) == ['DeferredEtaHook']
+    # The adder configs list it already: kept, not doubled.
+    cfg = build(tmp_path, '--amp')
+    assert hook_types(cfg) == ['RNGStateHook', 'DeferredEtaHook']
+    # AMP from the config itself counts too.
+    cfg = build(tmp_path, '--cfg-options', 'custom_hooks=[]',
+                'optim_wrapper.type=AmpOptimWrapper')
+    assert hook_types(cfg) == ['DeferredEtaHook']
+
+
+def test_no_amp_no_hook_added(tmp_path):
+    cfg = build(tmp_path, '--cfg-options', 'custom_hooks=[]')
+    assert cfg.optim_wrapper.type != 'AmpOptimWrapper'
+    assert hook_types(cfg) == []
