@@ -28,6 +28,25 @@ CUDA (issue 5's target is against FP32 convolution); cuDNN's autotuner
 follows the config's ``env_cfg.cudnn_benchmark`` (mmdet's default: off).
 Peak memory, on CUDA only: the allocator's peak during one iteration above
 what was allocated before it.
+
+Where mmdet/mmcv are not installed (the lent GPU machine), time the
+networks instead of the iteration: here, with mmdet,
+
+    python tools/benchmark_detector.py CONFIG [--conv-config C] \
+        --save-graphs FILE
+
+traces both models' backbone, neck and head (image in, head outputs out)
+into torch.fx graphs of torch modules and Adder2d layers and saves them
+without weights (meta tensors, a few hundred kB); there, with torch and
+adder_det.ops only,
+
+    python tools/benchmark_detector.py --graphs FILE --device cuda
+
+gives them fresh random weights, each module in the train/eval mode
+the detector had it in (frozen BN stays frozen), and times forward and
+backward of a loss that sums the outputs' means. Without the real loss,
+target assignment and optimizer step, which cost both models the same,
+the network's ratio is an upper bound on the iteration's.
 """
 import argparse
 import copy
@@ -110,9 +129,109 @@ def demo_batch(batch, size, boxes, num_classes):
                           num_classes=max(num_classes, 2))
 
 
+class DetectorNetwork(torch.nn.Module):
+    """A detector's backbone, neck and head as one module (image in, the
+    head's outputs as one flat tuple out): what --save-graphs traces."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone, self.neck = model.backbone, model.neck
+        self.bbox_head = model.bbox_head
+
+    def forward(self, img):
+        outs = self.bbox_head(self.neck(self.backbone(img)))
+        return tuple(t for per_level in outs for t in per_level)
+
+
+def trace_network(model):
+    """torch.fx graph of DetectorNetwork(model): torch modules and Adder2d
+    layers only (mmdet's and mmcv's modules are traced through, so loading
+    it needs neither)."""
+    import torch.fx
+    from adder_det.ops import Adder2d
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, Adder2d) or super().is_leaf_module(m, name)
+
+    tracer = Tracer()
+    graph = tracer.trace(DetectorNetwork(model))
+    gm = torch.fx.GraphModule(tracer.root, graph)
+
+    def portable(module_name):
+        return (module_name or '').startswith('adder_det.ops') or (
+            module_name or '').split('.')[0] in ('torch', '_operator',
+                                                 'builtins', 'math')
+    used = {type(m) for m in gm.modules()} | {
+        n.target for n in graph.nodes if n.op == 'call_function'}
+    foreign = sorted(f'{getattr(t, "__module__", None)}.{t.__name__}'
+                     for t in used if not portable(getattr(t, '__module__',
+                                                           None)))
+    if foreign:
+        raise SystemExit('benchmark_detector: the traced network still '
+                         f'needs {foreign}')
+    return gm
+
+
+def save_graphs(path, models, info):
+    """Trace each of models ({key: detector}) and save the graphs with
+    meta tensors for weights."""
+    graphs = {}
+    for key, model in models.items():
+        # A copy: the graph shares its modules with the model. The modules
+        # keep their train/eval modes (containers, new, compute nothing).
+        graphs[key] = copy.deepcopy(trace_network(model)).to('meta')
+    torch.save(dict(format=1, info=info, graphs=graphs), path)
+
+
+def load_graphs(path, device):
+    """The graphs of save_graphs on device, with fresh random weights
+    (seed 0: each module's reset_parameters, 1 for any other parameter),
+    each module in the train/eval mode it had; and the saved info."""
+    if not os.path.isfile(path):
+        raise SystemExit(f'benchmark_detector: no graphs file {path}')
+    # Our own file of torch.fx graphs: not loadable with weights_only.
+    payload = torch.load(path, map_location='meta', weights_only=False)
+    if payload.get('format') != 1:
+        raise SystemExit(f'benchmark_detector: {path} is not a graphs file '
+                         'of this version (--save-graphs)')
+    torch.manual_seed(0)
+    graphs = {}
+    for key, gm in payload['graphs'].items():
+        gm = gm.to_empty(device=device)
+        with torch.no_grad():
+            for p in gm.parameters():
+                p.fill_(1.0)
+            for m in gm.modules():
+                if m is not gm and hasattr(m, 'reset_parameters'):
+                    m.reset_parameters()
+        graphs[key] = gm
+    return graphs, payload['info']
+
+
+def graph_step(gm, img):
+    """One forward and backward of a traced network (loss: the sum of its
+    outputs' means), gradients reset first as an optimizer's zero_grad."""
+    def step():
+        gm.zero_grad(set_to_none=True)
+        outs = gm(img)
+        loss = sum(o.float().mean() for o in outs)
+        if not torch.isfinite(loss):
+            raise RuntimeError('benchmark_detector: non-finite network '
+                               'output')
+        loss.backward()
+    return step
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('config', help='the adder detector config')
+    p.add_argument('config', nargs='?',
+                   help='the adder detector config (not with --graphs)')
+    p.add_argument('--save-graphs', metavar='FILE',
+                   help='trace both networks into FILE and stop')
+    p.add_argument('--graphs', metavar='FILE',
+                   help='time the networks of a --save-graphs FILE (needs '
+                   'no mmdet)')
     p.add_argument('--conv-config', default=None,
                    help="the conv model's config (default: CONFIG's conv "
                    'twin)')
@@ -130,12 +249,19 @@ def main():
     for name in ('batch', 'repeat', 'boxes'):
         if getattr(args, name) < 1:
             raise SystemExit(f'benchmark_detector: --{name} must be >= 1')
+    if (args.config is None) == (args.graphs is None):
+        raise SystemExit('benchmark_detector: give a CONFIG or --graphs FILE')
+    if args.graphs and (args.conv_config or args.save_graphs):
+        raise SystemExit('benchmark_detector: --graphs takes no config '
+                         'options')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('benchmark_detector: --device cuda, but this torch '
                          'sees no CUDA device')
+    if args.graphs:
+        return bench_graphs(args, device)
     from mmengine.logging import MMLogger
     from adder_det.engine import setup_mmdet
     # The current logger: keeps init_weights' per-parameter report and the
@@ -148,18 +274,27 @@ def main():
         conv_model_cfg = conv_cfg.model
     else:
         conv_cfg, conv_model_cfg = adder_cfg, conv_twin(adder_cfg.model)
-    cudnn_benchmark = adder_cfg.get('env_cfg', {}).get('cudnn_benchmark',
-                                                       False)
+    cudnn_benchmark = bool(adder_cfg.get('env_cfg', {}).get(
+        'cudnn_benchmark', False))
+    if args.save_graphs:
+        models = {key: build(cfg, model_cfg, 'cpu')[0] for key, cfg, model_cfg
+                  in (('conv', conv_cfg, conv_model_cfg),
+                      ('adder', adder_cfg, adder_cfg.model))}
+        if count_adder_layers(models['adder']) == 0:
+            raise SystemExit(f'benchmark_detector: {args.config} has no '
+                             'adder layer')
+        save_graphs(args.save_graphs, models,
+                    dict(config=args.config, conv=args.conv_config or 'twin',
+                         cudnn_benchmark=cudnn_benchmark,
+                         saved_with=torch.__version__))
+        print(f'saved the networks of {args.config} and its conv model '
+              f'({args.conv_config or "twin"}) to {args.save_graphs}')
+        return
     info = dict(device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), batch=args.batch,
                 size=list(args.size), boxes=args.boxes, config=args.config,
                 conv=args.conv_config or 'twin')
-    if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
-        info['cudnn_benchmark'] = bool(cudnn_benchmark)
+    setup_device(device, cudnn_benchmark, info)
     steps, result = [], dict(info=info)
     for key, cfg, model_cfg in (('conv', conv_cfg, conv_model_cfg),
                                 ('adder', adder_cfg, adder_cfg.model)):
@@ -177,28 +312,63 @@ def main():
         if key == 'adder' and row['adder_layers'] == 0:
             raise SystemExit(f'benchmark_detector: {args.config} has no '
                              'adder layer')
+        result[key] = row
+        steps.append(step)
+    report(args, device, result, steps, 'training iteration')
+
+
+def setup_device(device, cudnn_benchmark, info):
+    """TF32 off (the target is against FP32 convolution), cuDNN's autotuner
+    as the config has it."""
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        info['cudnn_benchmark'] = cudnn_benchmark
+
+
+def bench_graphs(args, device):
+    graphs, saved = load_graphs(args.graphs, device)
+    info = dict(device=str(device), torch=torch.__version__,
+                threads=torch.get_num_threads(), batch=args.batch,
+                size=list(args.size), graphs=args.graphs, **saved)
+    setup_device(device, saved['cudnn_benchmark'], info)
+    torch.manual_seed(0)
+    img = torch.randn(args.batch, 3, *args.size, device=device)
+    result, steps = dict(info=info), []
+    for key in ('conv', 'adder'):
+        result[key] = dict(adder_layers=count_adder_layers(graphs[key]))
+        steps.append(graph_step(graphs[key], img))
+    report(args, device, result, steps,
+           'network forward+backward (no loss, assignment or optimizer)')
+
+
+def report(args, device, result, steps, what):
+    """Peak memory (CUDA) and interleaved times of the conv and adder
+    steps, printed as a table or JSON."""
+    for key, step in zip(('conv', 'adder'), steps):
         step()
         if device.type == 'cuda':
             with PeakMemory(device) as mem:
                 step()
-            row['peak_mb'] = mem.bytes / 2**20
-        result[key] = row
-        steps.append(step)
+            result[key]['peak_mb'] = mem.bytes / 2**20
     times = timeit_interleaved(steps, device, args.repeat, args.warmup)
     for key, t in zip(('conv', 'adder'), times):
         result[key]['iter_ms'] = t * 1e3
     result['adder_vs_conv'] = times[1] / times[0]
+    result['what'] = what
     if args.json:
         print(json.dumps(result))
         return
-    print(' '.join(f'{k}={v}' for k, v in info.items()))
+    print(' '.join(f'{k}={v}' for k, v in result['info'].items()))
     print(f"{'model':6s} {'adder layers':>12s} {'iter ms':>9s} "
           f"{'peak MB':>8s}")
     for key in ('conv', 'adder'):
         r = result[key]
         peak = f"{r['peak_mb']:8.1f}" if 'peak_mb' in r else f"{'-':>8s}"
         print(f"{key:6s} {r['adder_layers']:12d} {r['iter_ms']:9.1f} {peak}")
-    print(f"training iteration, adder/conv: {result['adder_vs_conv']:.2f}")
+    print(f"{what}, adder/conv: {result['adder_vs_conv']:.2f}")
 
 
 if __name__ == '__main__':

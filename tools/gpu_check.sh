@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # The one GPU check: build the CUDA extension, run the op tests (CUDA kernels
 # against the CPU reference, plus the CPU suite), then the op benchmark, and
-# where mmdet/mmcv are installed the whole-detector training iteration.
-# Needs torch with CUDA, nvcc and pytest; mmcv/mmdet only for the last step.
+# the whole detector: where mmdet/mmcv are installed its training iteration,
+# else the networks traced by --prepare (tools/benchmark_detector.py
+# --graphs: backbone, neck and head forward+backward, an upper bound on the
+# iteration's ratio). Needs torch with CUDA, nvcc and pytest.
 #
-#   bash tools/gpu_check.sh            # logs to $OUT (or ./gpu_check_out)
+#   bash tools/gpu_check.sh --prepare  # here, with mmdet: writes gpu_graphs/
+#   bash tools/gpu_check.sh            # there (carry gpu_graphs); logs to
+#                                      # $OUT (or ./gpu_check_out)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ADDER=configs/adder_fcos/adder-fcos_adder-r50_adder-rpafpn_adder-head_1x_coco.py
+FCOS=configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py
+if [ "${1:-}" = "--prepare" ]; then
+  mkdir -p gpu_graphs
+  python3 tools/benchmark_detector.py $ADDER --save-graphs gpu_graphs/twin.pt &&
+    python3 tools/benchmark_detector.py $ADDER --conv-config $FCOS \
+      --save-graphs gpu_graphs/fcos.pt
+  exit
+fi
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
@@ -39,13 +52,16 @@ echo "== benchmark: ResNet-50 layers and the whole network, batch 2, 224x224"
 python3 tools/benchmark_op.py --device cuda --repeat 10 --network 2>&1 | tee "$OUT/bench_224.txt"
 echo "== benchmark: ResNet-50 and FCOS neck/head layers, the whole ResNet-50, batch 2, 800x800"
 python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 --network 2>&1 | tee "$OUT/bench_800.txt"
-echo "== benchmark: Adder FCOS R-50 (B+N+H) training iteration against its conv twin and conv FCOS R-50, batch 2, 800x1333"
+echo "== benchmark: Adder FCOS R-50 (B+N+H) against its conv twin and conv FCOS R-50, batch 2, 800x1333"
 if python3 -c 'import mmdet, mmcv' 2>/dev/null; then
-  adder=configs/adder_fcos/adder-fcos_adder-r50_adder-rpafpn_adder-head_1x_coco.py
-  for conv in "" "--conv-config configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py"; do
-    python3 tools/benchmark_detector.py $adder $conv --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
+  for conv in "" "--conv-config $FCOS"; do
+    python3 tools/benchmark_detector.py $ADDER $conv --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
+  done | tee "$OUT/bench_detector.txt"
+elif [ -f gpu_graphs/twin.pt ] && [ -f gpu_graphs/fcos.pt ]; then
+  for graphs in gpu_graphs/twin.pt gpu_graphs/fcos.pt; do
+    python3 tools/benchmark_detector.py --graphs $graphs --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
   done | tee "$OUT/bench_detector.txt"
 else
-  echo "skipped: mmdet/mmcv are not installed here" | tee "$OUT/bench_detector.txt"
+  echo "skipped: no mmdet/mmcv here and no gpu_graphs/ (run --prepare where mmdet is, carry gpu_graphs)" | tee "$OUT/bench_detector.txt"
 fi
 exit $rc

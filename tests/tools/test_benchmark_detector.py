@@ -87,3 +87,111 @@ def test_benchmark_detector_bad_input(args, message):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode != 0
     assert message in out.stderr, out.stderr[-2000:]
+
+
+FCOS_R50 = str(ROOT / 'configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py')
+
+
+@pytest.mark.parametrize('config, conv', [(SMALL, None), (R50_BNH, FCOS_R50)])
+def test_saved_graphs_compute_the_detector_networks(tmp_path, config, conv):
+    """--save-graphs / --graphs: each graph, given the detector's weights,
+    computes its backbone+neck+head exactly, with every module in the
+    train/eval mode the detector had (conv FCOS R-50: frozen BN)."""
+    from adder_det.engine import setup_mmdet
+    setup_mmdet()
+    cfg = bench.load(config)
+    conv_cfg = bench.load(conv) if conv else cfg
+    models = {'conv': bench.build(conv_cfg, conv_cfg.model if conv else
+                                  bench.conv_twin(cfg.model), 'cpu')[0],
+              'adder': bench.build(cfg, cfg.model, 'cpu')[0]}
+    path = tmp_path / 'graphs.pt'
+    bench.save_graphs(path, models, dict(cudnn_benchmark=False))
+    assert path.stat().st_size < 2**20  # no weights in it
+    graphs, info = bench.load_graphs(str(path), torch.device('cpu'))
+    assert info == dict(cudnn_benchmark=False)
+    for key, model in models.items():
+        gm = graphs[key]
+        assert bench.count_adder_layers(gm) == bench.count_adder_layers(model)
+        modules = dict(model.named_modules())
+        modes = {name: m.training for name, m in gm.named_modules()
+                 if not list(m.children())}  # the modules that compute
+        assert modes == {name: modules[name].training for name in modes}
+        if conv and key == 'conv':
+            assert not all(modes.values())  # mmdet's frozen BN (norm_eval)
+        missing, _ = gm.load_state_dict(model.state_dict(), strict=False)
+        assert not missing
+        img = torch.randn(2, 3, 64, 96)
+        with torch.no_grad():
+            expected = bench.DetectorNetwork(model)(img)
+            got = gm(img)
+        assert len(got) == len(expected) == 15  # 5 levels x 3 outputs
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_graphs_are_timed_without_mmdet(tmp_path):
+    """What the GPU machine does: mmdet, mmcv and mmengine unimportable."""
+    path = tmp_path / 'graphs.pt'
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_detector.py', SMALL,
+         '--save-graphs', str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    blocked = ("import runpy, sys\n"
+               "for m in ('mmdet', 'mmcv', 'mmengine'):\n"
+               "    sys.modules[m] = None\n"
+               "sys.argv = sys.argv[1:]\n"
+               "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    out = subprocess.run(
+        [sys.executable, '-c', blocked, 'tools/benchmark_detector.py',
+         '--graphs', str(path), '--size', '64', '64', '--repeat', '1',
+         '--warmup', '0', '--json'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout)
+    assert r['info']['config'] == SMALL and r['info']['conv'] == 'twin'
+    assert (r['conv']['adder_layers'], r['adder']['adder_layers']) == (0, 31)
+    assert r['adder_vs_conv'] == pytest.approx(
+        r['adder']['iter_ms'] / r['conv']['iter_ms'])
+    assert r['what'].startswith('network forward+backward')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--graphs', 'no/such.pt'], 'no graphs file no/such.pt'),
+    ([], 'give a CONFIG or --graphs FILE'),
+    ([SMALL, '--graphs', 'x.pt'], 'give a CONFIG or --graphs FILE'),
+])
+def test_graphs_bad_input(args, message):
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_detector.py', *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr[-2000:]
+
+
+
+def _halve(x):
+    return x / 2
+
+
+torch.fx.wrap('_halve')  # traced as a call of this module's function
+
+
+class _CallsHalve(torch.nn.Module):
+    def forward(self, x):
+        return _halve(x)
+
+
+class _OneLevelHead(torch.nn.Module):
+    def forward(self, x):
+        return ((x, ), )
+
+
+def test_trace_refuses_what_needs_more_than_torch():
+    """A graph calling anything but torch and adder_det.ops would not load
+    on the GPU machine: named at --save-graphs instead."""
+    detector = torch.nn.Module()
+    detector.backbone, detector.neck = _CallsHalve(), torch.nn.Identity()
+    detector.bbox_head = _OneLevelHead()
+    with pytest.raises(SystemExit, match=r'still needs .*\._halve'):
+        bench.trace_network(detector)
