@@ -9,10 +9,16 @@ each ResNet-50-like layer shape and each of float32, float16 and bfloat16
 this rounds (a) only the inputs and filters, accumulating exactly, and
 (b) the output too, normalizes both per channel as BatchNorm does, and
 prints the error in units of the normalized output's standard deviation
-(max and rms over all outputs); the last column does (b) for a convolution
+(max and rms over all outputs); the next column does (b) for a convolution
 with the same inputs and filters, whose output has no such offset. Inputs:
 ReLU of N(0, 1); filters N(0.4, 0.5^2). This is why adder2d computes in
 float32 under autocast (adder_det/ops/adder2d.py).
+
+The last two columns are what packed half-precision adds (HADD2: two adder
+MACs an instruction, twice the float32 rate) would cost: every difference
+and every running sum rounded to the dtype, (c) all K terms in one half
+sum, or (d) half sums of 16 consecutive terms (a reduction step of the
+CUDA kernels) added up in float32.
 """
 import argparse
 import os
@@ -35,10 +41,28 @@ def normalized(y):
     return (y - mean) / y.std((0, 2, 3), keepdim=True)
 
 
+def accumulated_in(x, w, k, dtype, block=None):
+    """-sum_k |x - w| with each difference and each running sum rounded to
+    dtype (in order of k), over blocks of `block` consecutive terms (all K
+    if None) whose sums are then added exactly (float64)."""
+    n, _, h, wd = x.shape
+    cols = F.unfold(x, k, padding=k // 2).to(dtype)   # (N, K, L)
+    filters = w.reshape(w.shape[0], -1).to(dtype)      # (T, K)
+    terms = filters.shape[1]
+    block = block or terms
+    acc = cols.new_zeros(n, filters.shape[0], -(-terms // block),
+                         cols.shape[2])
+    for j in range(block):  # term j of every block at once
+        d = (cols[:, None, j::block] - filters[None, :, j::block, None]).abs()
+        acc[:, :, :d.shape[2]] += d
+    return -acc.double().sum(2).view(n, -1, h, wd)
+
+
 def layer_errors(cin, cout, k, size, seed=0):
     """{dtype: [(max, rms) with the inputs rounded, with the output rounded
-    too, a convolution's with its output rounded]} in normalized-output
-    std units, and the mean |adder output|."""
+    too, a convolution's with its output rounded, the adder's accumulated
+    in dtype, and in dtype by blocks of 16]} in normalized-output std
+    units, and the mean |adder output|."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, cin, size, size, generator=g, dtype=torch.float64)
     x = x.relu()
@@ -57,7 +81,9 @@ def layer_errors(cin, cout, k, size, seed=0):
         y_in = adder2d(xr, wr, padding=k // 2)
         conv_out = F.conv2d(xr, wr, padding=k // 2).to(dtype).double()
         result[dtype] = [error(y_in, y), error(y_in.to(dtype).double(), y),
-                         error(conv_out, conv)]
+                         error(conv_out, conv),
+                         error(accumulated_in(x, w, k, dtype), y),
+                         error(accumulated_in(x, w, k, dtype, 16), y)]
     return result, y.abs().mean().item()
 
 
@@ -68,8 +94,9 @@ def main(argv=None):
     print(f'torch={torch.__version__} seed={args.seed} batch=2; errors in '
           'units of the normalized output std (max / rms)')
     print(f'{"layer":22s} {"mean |y|":>8s} {"dtype":9s} '
-          f'{"inputs rounded":>16s} {"output rounded too":>19s} '
-          f'{"conv, output rounded":>21s}')
+          f'{"(a) inputs rounded":>18s} {"(b) output too":>18s} '
+          f'{"conv, (b)":>18s} {"(c) half sums":>18s} '
+          f'{"(d) blocks of 16":>18s}')
     for cin, cout, k, size in SHAPES:
         errors, mean_abs = layer_errors(cin, cout, k, size, args.seed)
         name = f'{cin}->{cout} {k}x{k} at {size}x{size}'
