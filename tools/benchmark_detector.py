@@ -103,8 +103,9 @@ def load(path):
     return cfg
 
 
-def build(cfg, model_cfg, device):
-    """(model, optim_wrapper) of a config, on device, learning rate 0."""
+def build(cfg, model_cfg, device, amp=False):
+    """(model, optim_wrapper) of a config, on device, learning rate 0;
+    amp: mmengine's AmpOptimWrapper (what tools/train.py --amp sets)."""
     from mmengine.optim import build_optim_wrapper
     from mmdet.registry import MODELS
     torch.manual_seed(0)
@@ -113,6 +114,8 @@ def build(cfg, model_cfg, device):
     model.to(device).train()
     optim_cfg = copy.deepcopy(cfg.optim_wrapper)
     optim_cfg.optimizer.lr = 0.0
+    if amp:
+        optim_cfg.type, optim_cfg.loss_scale = 'AmpOptimWrapper', 'dynamic'
     return model, build_optim_wrapper(model, optim_cfg)
 
 
@@ -209,13 +212,16 @@ def load_graphs(path, device):
     return graphs, payload['info']
 
 
-def graph_step(gm, img):
+def graph_step(gm, img, amp_dtype=None):
     """One forward and backward of a traced network (loss: the sum of its
-    outputs' means), gradients reset first as an optimizer's zero_grad."""
+    outputs' means), gradients reset first as an optimizer's zero_grad;
+    the forward under autocast to amp_dtype if given."""
     def step():
         gm.zero_grad(set_to_none=True)
-        outs = gm(img)
-        loss = sum(o.float().mean() for o in outs)
+        with torch.autocast(img.device.type, dtype=amp_dtype,
+                            enabled=amp_dtype is not None):
+            outs = gm(img)
+            loss = sum(o.float().mean() for o in outs)
         if not torch.isfinite(loss):
             raise RuntimeError('benchmark_detector: non-finite network '
                                'output')
@@ -244,6 +250,10 @@ def main():
     p.add_argument('--repeat', type=int, default=5)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--amp', action='store_true',
+                   help="mixed precision: the iteration with mmengine's "
+                   'AmpOptimWrapper (CUDA only), the --graphs networks under '
+                   'torch.autocast (float16 on CUDA, bfloat16 on CPU)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     args = p.parse_args()
     for name in ('batch', 'repeat', 'boxes'):
@@ -262,6 +272,10 @@ def main():
                          'sees no CUDA device')
     if args.graphs:
         return bench_graphs(args, device)
+    if args.amp and device.type != 'cuda' and not args.save_graphs:
+        raise SystemExit("benchmark_detector: --amp needs --device cuda "
+                         "(mmengine's AmpOptimWrapper); --graphs --amp runs "
+                         'on the CPU too')
     from mmengine.logging import MMLogger
     from adder_det.engine import setup_mmdet
     # The current logger: keeps init_weights' per-parameter report and the
@@ -293,12 +307,12 @@ def main():
     info = dict(device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), batch=args.batch,
                 size=list(args.size), boxes=args.boxes, config=args.config,
-                conv=args.conv_config or 'twin')
+                conv=args.conv_config or 'twin', amp=args.amp)
     setup_device(device, cudnn_benchmark, info)
     steps, result = [], dict(info=info)
     for key, cfg, model_cfg in (('conv', conv_cfg, conv_model_cfg),
                                 ('adder', adder_cfg, adder_cfg.model)):
-        model, optim = build(cfg, model_cfg, device)
+        model, optim = build(cfg, model_cfg, device, args.amp)
         data = demo_batch(args.batch, args.size, args.boxes,
                           model.bbox_head.num_classes)
 
@@ -314,7 +328,8 @@ def main():
                              'adder layer')
         result[key] = row
         steps.append(step)
-    report(args, device, result, steps, 'training iteration')
+    report(args, device, result, steps, 'training iteration' +
+           (' (AmpOptimWrapper)' if args.amp else ''))
 
 
 def setup_device(device, cudnn_benchmark, info):
@@ -330,18 +345,23 @@ def setup_device(device, cudnn_benchmark, info):
 
 def bench_graphs(args, device):
     graphs, saved = load_graphs(args.graphs, device)
+    amp_dtype = None
+    if args.amp:
+        amp_dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
     info = dict(device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), batch=args.batch,
-                size=list(args.size), graphs=args.graphs, **saved)
+                size=list(args.size), graphs=args.graphs,
+                amp=str(amp_dtype)[6:] if amp_dtype else False, **saved)
     setup_device(device, saved['cudnn_benchmark'], info)
     torch.manual_seed(0)
     img = torch.randn(args.batch, 3, *args.size, device=device)
     result, steps = dict(info=info), []
     for key in ('conv', 'adder'):
         result[key] = dict(adder_layers=count_adder_layers(graphs[key]))
-        steps.append(graph_step(graphs[key], img))
+        steps.append(graph_step(graphs[key], img, amp_dtype))
     report(args, device, result, steps,
-           'network forward+backward (no loss, assignment or optimizer)')
+           'network forward+backward (no loss, assignment or optimizer' +
+           (f', autocast {info["amp"]})' if amp_dtype else ')'))
 
 
 def report(args, device, result, steps, what):

@@ -52,14 +52,14 @@ echo "== benchmark: ResNet-50 layers and the whole network, batch 2, 224x224"
 python3 tools/benchmark_op.py --device cuda --repeat 10 --network 2>&1 | tee "$OUT/bench_224.txt"
 echo "== benchmark: ResNet-50 and FCOS neck/head layers, the whole ResNet-50, batch 2, 800x800"
 python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 --network 2>&1 | tee "$OUT/bench_800.txt"
-echo "== benchmark: Adder FCOS R-50 (B+N+H) against its conv twin and conv FCOS R-50, batch 2, 800x1333"
+echo "== benchmark: Adder FCOS R-50 (B+N+H) against its conv twin and conv FCOS R-50, and with AMP against the twin, batch 2, 800x1333"
 if python3 -c 'import mmdet, mmcv' 2>/dev/null; then
-  for conv in "" "--conv-config $FCOS"; do
-    python3 tools/benchmark_detector.py $ADDER $conv --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
+  for run in "" "--conv-config $FCOS" "--amp"; do
+    python3 tools/benchmark_detector.py $ADDER $run --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
   done | tee "$OUT/bench_detector.txt"
 elif [ -f gpu_graphs/twin.pt ] && [ -f gpu_graphs/fcos.pt ]; then
-  for graphs in gpu_graphs/twin.pt gpu_graphs/fcos.pt; do
-    python3 tools/benchmark_detector.py --graphs $graphs --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
+  for run in gpu_graphs/twin.pt gpu_graphs/fcos.pt "gpu_graphs/twin.pt --amp"; do
+    python3 tools/benchmark_detector.py --graphs $run --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
   done | tee "$OUT/bench_detector.txt"
 else
   echo "skipped: no mmdet/mmcv here and no gpu_graphs/ (run --prepare where mmdet is, carry gpu_graphs)" | tee "$OUT/bench_detector.txt"

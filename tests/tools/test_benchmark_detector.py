@@ -76,6 +76,7 @@ def test_benchmark_detector_json_tiny(config, conv, adder_layers):
     (['configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'], 'has no adder layer'),
     ([SMALL, '--batch', '0'], '--batch must be >= 1'),
     (['configs/no_such.py'], 'no config file configs/no_such.py'),
+    ([SMALL, '--amp'], '--amp needs --device cuda'),
     pytest.param([SMALL, '--device', 'cuda'], 'sees no CUDA device',
                  marks=pytest.mark.skipif(torch.cuda.is_available(),
                                           reason='a CUDA device is present')),
@@ -129,8 +130,10 @@ def test_saved_graphs_compute_the_detector_networks(tmp_path, config, conv):
             torch.testing.assert_close(g, e, rtol=0, atol=0)
 
 
-def test_graphs_are_timed_without_mmdet(tmp_path):
-    """What the GPU machine does: mmdet, mmcv and mmengine unimportable."""
+@pytest.mark.parametrize('amp', [False, True])
+def test_graphs_are_timed_without_mmdet(tmp_path, amp):
+    """What the GPU machine does: mmdet, mmcv and mmengine unimportable;
+    --amp: under autocast (bfloat16 on the CPU)."""
     path = tmp_path / 'graphs.pt'
     out = subprocess.run(
         [sys.executable, 'tools/benchmark_detector.py', SMALL,
@@ -145,7 +148,7 @@ def test_graphs_are_timed_without_mmdet(tmp_path):
     out = subprocess.run(
         [sys.executable, '-c', blocked, 'tools/benchmark_detector.py',
          '--graphs', str(path), '--size', '64', '64', '--repeat', '1',
-         '--warmup', '0', '--json'],
+         '--warmup', '0', '--json'] + (['--amp'] if amp else []),
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
@@ -154,6 +157,8 @@ def test_graphs_are_timed_without_mmdet(tmp_path):
     assert r['adder_vs_conv'] == pytest.approx(
         r['adder']['iter_ms'] / r['conv']['iter_ms'])
     assert r['what'].startswith('network forward+backward')
+    assert r['info']['amp'] == ('bfloat16' if amp else False)
+    assert ('autocast bfloat16' in r['what']) == amp
 
 
 @pytest.mark.parametrize('args, message', [
