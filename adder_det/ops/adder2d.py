@@ -182,10 +182,10 @@ def _autocast_to_float32(input, weight, bias):
     sharing a large common offset, which the following norm layer removes,
     so rounding it to half precision is amplified. Measured against float64
     (docs/benchmarks.md, "Mixed precision"): rounding the output to float16
-    leaves 0.6-1% of the normalized output's std as error, bfloat16 5-8%;
-    rounding only the inputs 0.1-1.5%. Half inputs from the layers before
-    (autocast convolutions) are therefore widened, exactly; the weight
-    stays float32 and its gradient comes back float32."""
+    leaves 0.6-1% of the normalized output's std as error (rms), bfloat16
+    5-8%; rounding only the inputs at most 0.2% and 1.5%. Half inputs from
+    the layers before (autocast convolutions) are therefore widened,
+    exactly; the weight stays float32 and its gradient comes back float32."""
     def widen(t):
         return t.float() if t is not None and t.dtype in _HALF_DTYPES else t
 
