@@ -45,6 +45,18 @@ def uses_amp(cfg) -> bool:
                                                'mmengine.AmpOptimWrapper')
 
 
+def check_amp_device():
+    """mmengine's AmpOptimWrapper refuses other devices, but only once the
+    runner is built; say so up front."""
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
+        raise SystemExit('train: AMP (--amp, or AmpOptimWrapper in the '
+                         "config) needs a GPU: mmengine's AmpOptimWrapper "
+                         'trains on CUDA, NPU, MLU or MUSA devices only')
+
+
 def build_cfg(args):
     from adder_det.engine import add_deferred_eta_hook, load_config
     from mmengine.logging import print_log
@@ -86,6 +98,8 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     cfg = build_cfg(args)
+    if uses_amp(cfg):
+        check_amp_device()
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
               else RUNNERS.build(cfg))
     runner.train()

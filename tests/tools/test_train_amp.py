@@ -1,4 +1,10 @@
 """tools/train.py --amp: the eta scaling moves after the loss scaler."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
 from . import ROOT, load_tool
 
 train = load_tool('train')
@@ -32,3 +38,14 @@ def test_no_amp_no_hook_added(tmp_path):
     cfg = build(tmp_path, '--cfg-options', 'custom_hooks=[]')
     assert cfg.optim_wrapper.type != 'AmpOptimWrapper'
     assert hook_types(cfg) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is present')
+def test_amp_without_a_gpu_is_named(tmp_path):
+    out = subprocess.run(
+        [sys.executable, 'tools/train.py', str(ADDER_COCO), '--amp',
+         '--work-dir', str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert 'AMP (--amp, or AmpOptimWrapper in the config) needs a GPU' in \
+        out.stderr, out.stderr[-2000:]
