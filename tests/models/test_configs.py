@@ -57,6 +57,13 @@ def test_config_builds_and_runs(path):
         expected = 'hardtanh' if 'hardtanh' in path.name else 'sign'
         assert {m.input_grad for m in adders} == {expected}
         assert cfg.param_scheduler[-1].type == 'CosineAnnealingLR'
+    # No bias straight before a BatchNorm (it subtracts it exactly); the
+    # adder head's BN is one a level (LevelNorms.norms).
+    for name, m in model.named_modules():
+        if getattr(m, 'with_norm', False):
+            norm = m.norm.norms[0] if hasattr(m.norm, 'norms') else m.norm
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                assert m.conv.bias is None, f'{name}: conv bias before BN'
     losses, preds = run_loss_and_predict(
         model, size=64, num_classes=model_cfg.bbox_head.num_classes)
     assert all(torch.isfinite(v).all() for v in losses.values())
