@@ -5,6 +5,8 @@
 The C++ CPU kernels are always built; the CUDA kernels when a GPU is visible
 or ``FORCE_CUDA=1`` (then for ``TORCH_CUDA_ARCH_LIST`` if set). torch must be
 installed first: the build imports it (hence --no-build-isolation).
+``ADDER_DET_NVCC_FLAGS`` (space-separated) adds nvcc flags, for comparing
+kernel variants (tools/gpu_check.sh, GPU_CHECK_VARIANTS).
 """
 import glob
 import os
@@ -37,7 +39,8 @@ def extensions():
             extra_link_args=link,
             extra_compile_args={
                 'cxx': cxx,
-                'nvcc': ['-O3', '-Xcompiler', '-fopenmp'],
+                'nvcc': ['-O3', '-Xcompiler', '-fopenmp'] +
+                os.environ.get('ADDER_DET_NVCC_FLAGS', '').split(),
             })
     ]
 

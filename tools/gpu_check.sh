@@ -9,6 +9,10 @@
 #   bash tools/gpu_check.sh --prepare  # here, with mmdet: writes gpu_graphs/
 #   bash tools/gpu_check.sh            # there (carry gpu_graphs); logs to
 #                                      # $OUT (or ./gpu_check_out)
+# GPU_CHECK_VARIANTS='FLAGS1;FLAGS2': after the check, rebuild with each set
+# of extra nvcc flags (ADDER_DET_NVCC_FLAGS) and time the layers' forward
+# and forward+backward at 800x800 again (kernel variants, e.g.
+# -DADDER_DET_LARGE_TILE_MIN_BLOCKS=2).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ADDER=configs/adder_fcos/adder-fcos_adder-r50_adder-rpafpn_adder-head_1x_coco.py
@@ -64,4 +68,11 @@ elif [ -f gpu_graphs/twin.pt ] && [ -f gpu_graphs/fcos.pt ]; then
 else
   echo "skipped: no mmdet/mmcv here and no gpu_graphs/ (run --prepare where mmdet is, carry gpu_graphs)" | tee "$OUT/bench_detector.txt"
 fi
+IFS=';' read -ra variants <<< "${GPU_CHECK_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  echo "== variant: ADDER_DET_NVCC_FLAGS='$v', ResNet-50 and FCOS layers, batch 2, 800x800"
+  ADDER_DET_NVCC_FLAGS="$v" python3 setup.py build_ext --inplace --force >"$OUT/build_variant.log" 2>&1 ||
+    { tail -30 "$OUT/build_variant.log"; continue; }
+  python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 0 2>&1 | tee -a "$OUT/bench_variants.txt"
+done
 exit $rc

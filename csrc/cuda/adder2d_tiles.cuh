@@ -126,7 +126,17 @@ struct Tile {
 // layers at 800x800 from 2.80x to 2.47x conv's time, the forward alone from
 // 1.81x to 1.93x (docs/benchmarks.md, session 5).
 constexpr int kForwardBK = 8, kBackwardBK = 16;
-using TileL = Tile<128, 128, 8, 8, 1, kForwardBK>;  // >= 65 filters
+// Blocks an SM the 128x128 forward tile must fit: 1 lets it take 161
+// registers (one block, 8 warps an SM); 2 caps it at 128 (16 warps), where
+// ptxas keeps about 20 bytes of loader state in local memory (sm_90: 5 local
+// loads a 1280-instruction reduction step). Not yet timed on a GPU: build
+// with ADDER_DET_NVCC_FLAGS=-DADDER_DET_LARGE_TILE_MIN_BLOCKS=2 to compare
+// (tools/gpu_check.sh, GPU_CHECK_VARIANTS).
+#ifndef ADDER_DET_LARGE_TILE_MIN_BLOCKS
+#define ADDER_DET_LARGE_TILE_MIN_BLOCKS 1
+#endif
+using TileL = Tile<128, 128, 8, 8, ADDER_DET_LARGE_TILE_MIN_BLOCKS,
+                   kForwardBK>;                      // >= 65 filters
 using TileM = Tile<64, 128, 4, 8, 2, kForwardBK>;   // 33..64 filters
 using TileS = Tile<32, 128, 4, 4, 2, kForwardBK>;   // <= 32 filters
 using TileD = Tile<64, 64, 4, 4, 1, kForwardBK>;    // double, both kernels
