@@ -128,9 +128,10 @@ struct Tile {
 constexpr int kForwardBK = 8, kBackwardBK = 16;
 // Blocks an SM the 128x128 forward tile must fit: 1 lets it take 161
 // registers (one block, 8 warps an SM); 2 caps it at 128 (16 warps), where
-// ptxas keeps about 20 bytes of loader state in local memory (sm_90: 5 local
-// loads a 1280-instruction reduction step). Not yet timed on a GPU: build
-// with ADDER_DET_NVCC_FLAGS=-DADDER_DET_LARGE_TILE_MIN_BLOCKS=2 to compare
+// ptxas keeps about 20 bytes of loader state in local memory (sm_90: up to
+// 5 local loads in a reduction step of about 1280 instructions). Not yet
+// timed on a GPU: build with
+// ADDER_DET_NVCC_FLAGS=-DADDER_DET_LARGE_TILE_MIN_BLOCKS=2 to compare
 // (tools/gpu_check.sh, GPU_CHECK_VARIANTS).
 #ifndef ADDER_DET_LARGE_TILE_MIN_BLOCKS
 #define ADDER_DET_LARGE_TILE_MIN_BLOCKS 1
