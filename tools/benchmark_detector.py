@@ -264,6 +264,10 @@ def main():
     if args.graphs and (args.conv_config or args.save_graphs):
         raise SystemExit('benchmark_detector: --graphs takes no config '
                          'options')
+    if args.save_graphs and (args.amp or args.device != 'cpu'):
+        raise SystemExit('benchmark_detector: --save-graphs traces on the '
+                         'CPU and times nothing; give --amp and --device '
+                         'to --graphs FILE')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -272,7 +276,7 @@ def main():
                          'sees no CUDA device')
     if args.graphs:
         return bench_graphs(args, device)
-    if args.amp and device.type != 'cuda' and not args.save_graphs:
+    if args.amp and device.type != 'cuda':
         raise SystemExit("benchmark_detector: --amp needs --device cuda "
                          "(mmengine's AmpOptimWrapper); --graphs --amp runs "
                          'on the CPU too')
@@ -307,7 +311,8 @@ def main():
     info = dict(device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), batch=args.batch,
                 size=list(args.size), boxes=args.boxes, config=args.config,
-                conv=args.conv_config or 'twin', amp=args.amp)
+                conv=args.conv_config or 'twin',
+                amp='float16' if args.amp else False)
     setup_device(device, cudnn_benchmark, info)
     steps, result = [], dict(info=info)
     for key, cfg, model_cfg in (('conv', conv_cfg, conv_model_cfg),

@@ -165,6 +165,7 @@ def test_graphs_are_timed_without_mmdet(tmp_path, amp):
     (['--graphs', 'no/such.pt'], 'no graphs file no/such.pt'),
     ([], 'give a CONFIG or --graphs FILE'),
     ([SMALL, '--graphs', 'x.pt'], 'give a CONFIG or --graphs FILE'),
+    ([SMALL, '--save-graphs', 'x.pt', '--amp'], 'give --amp and --device'),
 ])
 def test_graphs_bad_input(args, message):
     out = subprocess.run(
