@@ -19,7 +19,9 @@
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
-//   reduces over the output channels: acc += g * G(w - x). The sign rule
+//   reduces over the output channels: acc += g * G(w - x). Layers the
+//   in-place kernels take read the input in place instead, a strided one
+//   phase by phase with the taps that reach each phase. The sign rule
 //   has a cheaper tile, acc += [w > x] g, exact where no input equals a
 //   filter value (checked per sample and channel, sign_tie_channels).
 #include <ATen/ATen.h>
@@ -43,6 +45,13 @@
 
 namespace adder_det {
 namespace {
+
+// A stride phase of the in-place input gradient: input positions (h0 + h sh,
+// w0 + w sw), h < rows, w < cols, reached through `taps` of the filter taps
+// (backward_input_implicit; a stride-1 layer is one phase with every tap).
+struct DxPlane {
+  int64_t rows, cols, h0, w0, taps;
+};
 
 // The kernels, compiled for AVX-512, for AVX2+FMA and for the baseline ISA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -142,6 +151,56 @@ static_assert(avx512::fwd_nr<float>() == generic::fwd_nr<float>() &&
               "the forward's panel width and filter tile differ by ISA");
 #endif
 
+// One axis of the input gradient's stride phases: phase a holds the input
+// coordinates a + m * stride (m < count), which output m + off[i] reads
+// through tap i, for the taps i with (a + pad - i * dil) divisible by the
+// stride (off[i] that quotient); the other taps never reach them.
+struct AxisPhase {
+  int64_t count;
+  std::vector<int64_t> taps, off;
+};
+
+std::vector<AxisPhase> axis_phases(int64_t size, int64_t pad, int64_t stride,
+                                   int64_t k, int64_t dil) {
+  std::vector<AxisPhase> phases(stride);
+  for (int64_t a = 0; a < stride; ++a) {
+    AxisPhase& p = phases[a];
+    p.count = a < size ? (size - a + stride - 1) / stride : 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t num = a + pad - i * dil;
+      if (num % stride == 0) p.taps.push_back(i), p.off.push_back(num / stride);
+    }
+  }
+  return phases;
+}
+
+// The in-place input gradient's layout (backward_input_implicit): each
+// axis's stride phases, and the output-gradient plane [hg][wg] they all
+// read, the outputs at row pt and column pl, zeros wherever no output is;
+// wg is also the pitch in which every phase's positions are walked.
+struct DxLayout {
+  std::vector<AxisPhase> rows, cols;
+  int64_t hg, wg, pt, pl;
+};
+
+DxLayout dx_layout(const Adder2dShape& s) {
+  DxLayout d;
+  d.rows = axis_phases(s.h, s.ph, s.sh, s.kh, s.dh);
+  d.cols = axis_phases(s.w, s.pw, s.sw, s.kw, s.dw);
+  auto extent = [](const std::vector<AxisPhase>& axis, int64_t out,
+                   int64_t* lead) {
+    int64_t before = 0, after = out;
+    for (const AxisPhase& p : axis)
+      for (int64_t o : p.off)
+        before = std::max(before, -o), after = std::max(after, p.count + o);
+    *lead = before;
+    return before + after;
+  };
+  d.hg = extent(d.rows, s.hout, &d.pt);
+  d.wg = extent(d.cols, s.wout, &d.pl);
+  return d;
+}
+
 // Whether a layer's forward and input gradient read the (padded) input in
 // place instead of packing patches. Packing costs about K x L memory writes
 // whatever the filter count, so it pays off only over many filters. AVX2:
@@ -151,8 +210,8 @@ static_assert(avx512::fwd_nr<float>() == generic::fwd_nr<float>() &&
 // AVX-512 (16 positions a vector): in place was faster at every filter
 // count measured (256 filters at 14x14: forward 22% faster, at 28x28 the
 // input gradient 26%; 512 at 7x7 level or faster) (docs/benchmarks.md).
-// The input gradient: stride 1 only (its in-place tiles read consecutive
-// input columns).
+// Strided layers: each pass by stride phase where the map is wide enough
+// (use_in_place_forward, use_in_place_backward).
 bool in_place_filters(const Adder2dShape& s) {
   return s.taps() > 1 && (s.cout_g() <= 128 || active_isa() == kAvx512);
 }
@@ -173,6 +232,22 @@ int64_t phase_rows(const Adder2dShape& s) {
 }
 int64_t phase_cols(const Adder2dShape& s) {
   return (s.w + 2 * s.pw + s.sw - 1) / s.sw;
+}
+// The input gradient of a strided layer in place by stride phase
+// (backward_input_implicit) computes each phase's rows in the pitch wg.
+// Measured against packing (3x3/2, per-process medians; session 13): 0.89-
+// 0.95x the time with AVX-512 and 0.93-0.97x with AVX2 where that is <=
+// 1.14x the input positions (maps of 14x14 and larger in), 1.35x at 8x8
+// in (1.25x). So from 1.2x on they stay packed, as in the forward.
+bool use_in_place_backward(const Adder2dShape& s) {
+  if (s.sh == 1 && s.sw == 1) return use_in_place(s);
+  if (!in_place_filters(s)) return false;
+  const DxLayout d = dx_layout(s);
+  int64_t computed = 0;  // every (row phase, column phase) pair's rows
+  for (const AxisPhase& r : d.rows)
+    for (const AxisPhase& c : d.cols)
+      computed += c.count ? r.count * d.wg : 0;
+  return 5 * computed <= 6 * s.h * s.w;
 }
 bool use_in_place_forward(const Adder2dShape& s) {
   if (s.sh == 1 && s.sw == 1) return use_in_place(s);
@@ -585,43 +660,67 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
   });
 }
 
-// Stride-1 input gradient (see backward_input_implicit_chunk_impl): pads
-// the output gradient and re-pitches the input once, then runs tasks of
-// (sample, group, chunk of positions), each writing its own part of dX.
+// Input gradient in place (see backward_input_implicit_chunk_impl), by
+// stride phase: pads the output gradient once into planes [hg][wg] that
+// every phase reads with its own tap offsets, re-pitches each phase's
+// input positions to wg, and runs tasks of (sample, group, phase, chunk of
+// positions), each writing its own part of dX. A strided layer's phase
+// runs only the taps that reach it (3x3/2: 1, 2, 2 and 4 of the 9), as a
+// stride-1 layer of its own; stride 1 is the single phase.
 template <typename T, bool kSign>
 void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
                              const Adder2dShape& s) {
   const int NR = ADDER_PICK_ISA(bwd_nr<T, kSign>)();
-  const int64_t hg = s.h + (s.kh - 1) * s.dh, wg = s.w + (s.kw - 1) * s.dw;
-  const int64_t ah = (s.kh - 1) * s.dh - s.ph, aw = (s.kw - 1) * s.dw - s.pw;
-  const int64_t gplane = hg * wg, xplane = s.h * wg, taps = s.taps();
+  const DxLayout layout = dx_layout(s);
+  const std::vector<AxisPhase>&rows = layout.rows, &cols = layout.cols;
+  const int64_t hg = layout.hg, wg = layout.wg, pt = layout.pt, pl = layout.pl;
+  const int64_t gplane = hg * wg, taps = s.taps();
   const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * taps;
-  const int64_t slack = 2 * NR + (s.kw - 1) * s.dw + 64;
+  const int64_t slack = 2 * NR + wg + 64;
   T* const gp = scratch_with_slack<T, 1>(s.n * s.cout * gplane, slack);
-  T* const xq = scratch_with_slack<T, 3>(s.n * s.c * xplane, slack);
   at::parallel_for(0, s.n * s.cout, 4, [&](int64_t b, int64_t e) {
     for (int64_t nt = b; nt < e; ++nt) {
       T* d = gp + nt * gplane;
       const T* src = go + nt * s.hout * s.wout;
       std::fill(d, d + gplane, T(0));
-      for (int64_t r = std::max<int64_t>(0, ah); r < hg; ++r) {
-        const int64_t oh = r - ah;
-        if (oh >= s.hout) break;
-        for (int64_t q = std::max<int64_t>(0, aw); q < wg; ++q) {
-          const int64_t ow = q - aw;
-          if (ow >= s.wout) break;
-          d[r * wg + q] = src[oh * s.wout + ow];
-        }
-      }
+      for (int64_t oh = 0; oh < s.hout; ++oh)
+        std::copy(src + oh * s.wout, src + (oh + 1) * s.wout,
+                  d + (pt + oh) * wg + pl);
     }
   });
+  // The phases (those with positions), their input values in pitch wg.
+  struct Phase {
+    DxPlane plane;
+    const AxisPhase *r, *c;
+    int64_t xoff, woff, chunks;
+  };
+  std::vector<Phase> phases;
+  int64_t xtotal = 0, wtotal = 0;
+  for (int64_t a = 0; a < s.sh; ++a)
+    for (int64_t b = 0; b < s.sw; ++b) {
+      const AxisPhase &r = rows[a], &c = cols[b];
+      if (r.count == 0 || c.count == 0) continue;
+      const int64_t pt_taps = (int64_t)(r.taps.size() * c.taps.size());
+      phases.push_back({{r.count, c.count, a, b, pt_taps}, &r, &c, xtotal,
+                        wtotal, 0});
+      xtotal += s.n * s.c * r.count * wg;
+      wtotal += s.groups * cin_g * cout_g * pt_taps;
+    }
+  T* const xq = scratch_with_slack<T, 3>(xtotal, slack);
   at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc)
-      for (int64_t h = 0; h < s.h; ++h) {
-        T* d = xq + nc * xplane + h * wg;
-        std::copy(x + (nc * s.h + h) * s.w, x + (nc * s.h + h + 1) * s.w, d);
-        std::fill(d + s.w, d + wg, T(0));
-      }
+    for (const Phase& p : phases) {
+      const DxPlane& q = p.plane;
+      for (int64_t nc = b; nc < e; ++nc)
+        for (int64_t h = 0; h < q.rows; ++h) {
+          T* d = xq + p.xoff + (nc * q.rows + h) * wg;
+          const T* src = x + (nc * s.h + q.h0 + h * s.sh) * s.w + q.w0;
+          if (s.sw == 1)
+            std::copy(src, src + q.cols, d);
+          else
+            for (int64_t k = 0; k < q.cols; ++k) d[k] = src[k * s.sw];
+          std::fill(d + q.cols, d + wg, T(0));
+        }
+    }
   });
   // The filters as [groups][cin_g][R], in per-thread scratch (a fresh
   // buffer each call costs page faults) and split over the threads by
@@ -642,13 +741,48 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       }
     }
   });
-  std::vector<int64_t> goff(R);
-  for (int64_t t = 0; t < cout_g; ++t)
-    for (int64_t tap = 0; tap < taps; ++tap) {
-      const int64_t i = tap / s.kw, j = tap % s.kw;
-      goff[t * taps + tap] = t * gplane + (s.kh - 1 - i) * s.dh * wg +
-                             (s.kw - 1 - j) * s.dw;
+  // Each phase's taps of them (all of them for a single phase), and the
+  // offsets of its terms in gp.
+  const bool one = phases.size() == 1 && phases[0].plane.taps == taps;
+  T* const wph = one ? wr : scratch<T, 9>(std::max<int64_t>(wtotal, 1));
+  std::vector<std::vector<int64_t>> goff(phases.size());
+  for (size_t pi = 0; pi < phases.size(); ++pi) {
+    const Phase& p = phases[pi];
+    const int64_t pt_taps = p.plane.taps;
+    std::vector<int64_t> tap_index;
+    for (size_t u = 0; u < p.r->taps.size(); ++u)
+      for (size_t v = 0; v < p.c->taps.size(); ++v) {
+        tap_index.push_back(p.r->taps[u] * s.kw + p.c->taps[v]);
+      }
+    std::vector<int64_t>& off = goff[pi];
+    off.resize(cout_g * pt_taps);
+    for (int64_t t = 0; t < cout_g; ++t) {
+      int64_t k = 0;
+      for (size_t u = 0; u < p.r->taps.size(); ++u)
+        for (size_t v = 0; v < p.c->taps.size(); ++v, ++k)
+          off[t * pt_taps + k] = t * gplane + (p.r->off[u] + pt) * wg +
+                                 p.c->off[v] + pl;
     }
+    if (one || pt_taps == 0) continue;
+    at::parallel_for(0, s.groups * cin_g, 16, [&](int64_t b, int64_t e) {
+      for (int64_t gc = b; gc < e; ++gc) {
+        const T* src = wr + gc * R;
+        T* dst = wph + p.woff + gc * cout_g * pt_taps;
+        for (int64_t t = 0; t < cout_g; ++t)
+          for (int64_t k = 0; k < pt_taps; ++k)
+            dst[t * pt_taps + k] = src[t * taps + tap_index[k]];
+      }
+    });
+  }
+  // Positions no tap reaches (a phase without taps) get no gradient.
+  for (const Phase& p : phases) {
+    if (p.plane.taps) continue;
+    const DxPlane& q = p.plane;
+    for (int64_t nc = 0; nc < s.n * s.c; ++nc)
+      for (int64_t h = 0; h < q.rows; ++h)
+        for (int64_t k = 0; k < q.cols; ++k)
+          gx[(nc * s.h + q.h0 + h * s.sh) * s.w + q.w0 + k * s.sw] = T(0);
+  }
   // Sign rule: the fast tile where no input meets a filter value, and the
   // output gradient summed over each group's filters for it.
   const std::vector<uint8_t> tie = sign_fast_ties(x, wr, s, kSign);
@@ -658,14 +792,26 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     sum_over_filters(gp, s, gplane, gsum);
   }
   const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
-  const int64_t positions = xplane, lc = 16 * NR;
-  const int64_t chunks = (positions + lc - 1) / lc;
-  at::parallel_for(0, s.n * s.groups * chunks, 1, [&](int64_t b, int64_t e) {
+  const int64_t lc = 16 * NR;
+  std::vector<int64_t> first(phases.size() + 1, 0);  // task index per phase
+  for (size_t pi = 0; pi < phases.size(); ++pi) {
+    const int64_t positions = phases[pi].plane.rows * wg;
+    phases[pi].chunks = phases[pi].plane.taps ? (positions + lc - 1) / lc : 0;
+    first[pi + 1] = first[pi] + phases[pi].chunks;
+  }
+  const int64_t per_ng = first.back();
+  at::parallel_for(0, s.n * s.groups * per_ng, 1, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
-      const int64_t chunk = task % chunks, ng = task / chunks;
-      fn(gp, xq, wr, goff.data(), tie.empty() ? nullptr : tie.data(),
-         gsum, gx, s, hg, wg, ng / s.groups,
-         ng % s.groups, chunk * lc, std::min(lc, positions - chunk * lc));
+      const int64_t ng = task / per_ng, i = task % per_ng;
+      const size_t pi = std::upper_bound(first.begin(), first.end(), i) -
+                        first.begin() - 1;
+      const Phase& p = phases[pi];
+      const int64_t chunk = i - first[pi];
+      const int64_t positions = p.plane.rows * wg;
+      fn(gp, xq + p.xoff, wph + (one ? 0 : p.woff), goff[pi].data(),
+         tie.empty() ? nullptr : tie.data(), gsum, gx, s, p.plane, hg, wg,
+         ng / s.groups, ng % s.groups, chunk * lc,
+         std::min(lc, positions - chunk * lc));
     }
   });
 }
@@ -741,7 +887,7 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
-    if (use_in_place(s)) {
+    if (use_in_place_backward(s)) {
       const auto fn = sign_grad ? &backward_input_implicit<scalar_t, true>
                                 : &backward_input_implicit<scalar_t, false>;
       fn(grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),

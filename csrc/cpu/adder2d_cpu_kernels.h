@@ -968,15 +968,17 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
 }
 
 
-// Stride-1 input gradient without gathers or scatters. Input positions are
-// walked in the pitch wg of the zero-padded output gradient gp
-// [N][Cout][hg][wg] (hg = H + (kh - 1) dh, wg = W + (kw - 1) dw):
+// Input gradient without gathers or scatters, one stride phase at a time
+// (DxPlane: a stride-1 layer is one phase with every tap). The phase's input
+// positions are walked in the pitch wg of the zero-padded output gradient
+// gp [N][Cout][hg][wg]:
 //   dX(c, lq) = sum_{t, tap} gp(t, lq + goff[t, tap]) G(w(t, c, tap) - xq(c, lq))
-// with xq the input in that pitch (lq = h * wg + w; columns w >= W are
-// computed and dropped), so a tile's NR positions read NR consecutive
-// values of every (filter, tap) term. wr: filters as [groups][cin_g][R],
-// R = cout_g * taps, term r = t * taps + tap. A task owns positions
-// [lq0, lq0 + lc) of (n, g) for every channel of the group: plain stores.
+// with xq the phase's input values in that pitch (lq = h * wg + w; columns
+// w >= cols are computed and dropped), so a tile's NR positions read NR
+// consecutive values of every (filter, tap) term. wr: the phase's filter
+// values as [groups][cin_g][R], R = cout_g * taps (the phase's taps), term
+// r = t * taps + tap. A task owns positions [lq0, lq0 + lc) of (n, g) for
+// every channel of the group: plain stores to dX at (h0 + h sh, w0 + w sw).
 //
 // Sign rule, fast tile: tie is one flag per (sample, channel), set where the
 // channel has an input value equal to one of its filter values or a NaN
@@ -986,10 +988,11 @@ template <typename T, bool kSign>
 inline void backward_input_implicit_chunk_impl(
     const T* gp, const T* xq, const T* wr, const int64_t* goff,
     const uint8_t* tie, const T* gsum, T* gx, const Adder2dShape& s,
-    int64_t hg, int64_t wg, int64_t n, int64_t g, int64_t lq0, int64_t lc) {
+    const DxPlane& ph, int64_t hg, int64_t wg, int64_t n, int64_t g,
+    int64_t lq0, int64_t lc) {
   constexpr int NR = bwd_nr<T, kSign>();
-  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * s.taps();
-  const int64_t gplane = hg * wg, xplane = s.h * wg, HW = s.h * s.w;
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * ph.taps;
+  const int64_t gplane = hg * wg, xplane = ph.rows * wg, HW = s.h * s.w;
   const T* gpg = gp + (n * s.cout + g * cout_g) * gplane;
   const T* xg = xq + (n * s.c + g * cin_g) * xplane;
   const T* wgrp = wr + g * cin_g * R;
@@ -1000,7 +1003,9 @@ inline void backward_input_implicit_chunk_impl(
     int64_t dst[NR];  // dX offset in the plane, -1: dropped column
     for (int j = 0; j < NR; ++j) {
       const int64_t l = lq + j, h = l / wg, w = l % wg;
-      dst[j] = (q0 + j < lc && w < s.w && h < s.h) ? h * s.w + w : -1;
+      dst[j] = (q0 + j < lc && w < ph.cols && h < ph.rows)
+                   ? (ph.h0 + h * s.sh) * s.w + ph.w0 + w * s.sw
+                   : -1;
     }
     const OffsetRows<T> gr{gpg + lq, goff};
     // Tile rows c.. (rows of them, the last repeated up to MR).
@@ -1025,7 +1030,7 @@ inline void backward_input_implicit_chunk_impl(
         // exact one. gtot[j]: the output gradient summed over the terms.
         T gtot[NR] = {};
         const T* gs = gsum + (n * s.groups + g) * gplane + lq;
-        for (int64_t tap = 0; tap < s.taps(); ++tap)
+        for (int64_t tap = 0; tap < ph.taps; ++tap)
           for (int j = 0; j < NR; ++j) gtot[j] += gs[goff[tap] + j];
         for (int64_t c = 0; c < cin_g;) {
           int run = 0;  // channels from c sharing c's flag, up to one tile

@@ -83,10 +83,12 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
 # layers with taps > 1 and <= 128 filters a group (any number with the
 # AVX-512 kernels) read the padded input in place (forward and input
-# gradient), the others pack patches; the forward of such a strided layer
-# reads its input split into stride phases in place too, where that
-# computes at most 1.2x its outputs (wide enough maps). Random cases rarely
-# reach some corners of the choice, so each gets a case here.
+# gradient), the others pack patches; such a strided layer's forward reads
+# its input split into stride phases in place too, where that computes at
+# most 1.2x its outputs (wide enough maps), and its input gradient runs
+# phase by phase where that computes at most 1.2x its input positions.
+# Random cases rarely reach some corners of the choice, so each gets a case
+# here.
 PATH_CASES = {
     'in place, 2 K blocks': dict(c=16, cout=16, kernel=(3, 3), stride=(1, 1),
                                  padding=(1, 1), groups=1, h=13, w=11),
@@ -112,8 +114,13 @@ PATH_CASES = {
     'in place, stride (3, 2) (phases), dilated, groups': dict(
         c=12, cout=10, kernel=(3, 5), stride=(3, 2), padding=(2, 2),
         dilation=(2, 1), groups=2, h=26, w=41),
+    # Input gradient by phase: rows 13 = 5 + 4 + 4 (h mod 3); no tap of
+    # the 2x2 filter reaches rows or columns 2 mod 3 (their gradient is 0).
+    'in place, stride 3 (phases), positions no tap reaches': dict(
+        c=6, cout=8, kernel=(2, 2), stride=(3, 3), padding=(0, 0),
+        groups=1, h=13, w=13),
     # Narrow strided maps stay packed (6 x 9 positions in phases for 6 x 7
-    # outputs).
+    # outputs; 11 x 9 for the 11 x 7 input positions).
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
                              padding=(1, 1), groups=1, h=11, w=7),
     # The packed forward cuts a group's N * L positions (samples back to
