@@ -741,8 +741,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       }
     }
   });
-  // Each phase's taps of them (all of them for a single phase), and the
-  // offsets of its terms in gp.
+  // Each phase's share of those filter values (its taps; a single phase
+  // with every tap uses wr itself), and the offsets of its terms in gp.
   const bool one = phases.size() == 1 && phases[0].plane.taps == taps;
   T* const wph = one ? wr : scratch<T, 9>(std::max<int64_t>(wtotal, 1));
   std::vector<std::vector<int64_t>> goff(phases.size());
@@ -751,9 +751,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     const int64_t pt_taps = p.plane.taps;
     std::vector<int64_t> tap_index;
     for (size_t u = 0; u < p.r->taps.size(); ++u)
-      for (size_t v = 0; v < p.c->taps.size(); ++v) {
+      for (size_t v = 0; v < p.c->taps.size(); ++v)
         tap_index.push_back(p.r->taps[u] * s.kw + p.c->taps[v]);
-      }
     std::vector<int64_t>& off = goff[pi];
     off.resize(cout_g * pt_taps);
     for (int64_t t = 0; t < cout_g; ++t) {
