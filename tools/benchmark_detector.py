@@ -308,12 +308,9 @@ def main():
         print(f'saved the networks of {args.config} and its conv model '
               f'({args.conv_config or "twin"}) to {args.save_graphs}')
         return
-    info = dict(device=str(device), torch=torch.__version__,
-                threads=torch.get_num_threads(), batch=args.batch,
-                size=list(args.size), boxes=args.boxes, config=args.config,
-                conv=args.conv_config or 'twin',
-                amp='float16' if args.amp else False)
-    setup_device(device, cudnn_benchmark, info)
+    info = run_info(args, device, cudnn_benchmark, boxes=args.boxes,
+                    config=args.config, conv=args.conv_config or 'twin',
+                    amp='float16' if args.amp else False)
     steps, result = [], dict(info=info)
     for key, cfg, model_cfg in (('conv', conv_cfg, conv_model_cfg),
                                 ('adder', adder_cfg, adder_cfg.model)):
@@ -337,15 +334,20 @@ def main():
            (' (AmpOptimWrapper)' if args.amp else ''))
 
 
-def setup_device(device, cudnn_benchmark, info):
-    """TF32 off (the target is against FP32 convolution), cuDNN's autotuner
-    as the config has it."""
+def run_info(args, device, autotune, **extra):
+    """What a timing run prints about itself; on CUDA it also turns TF32
+    off (the target is against FP32 convolution) and sets cuDNN's
+    autotuner as the config has it."""
+    info = dict(device=str(device), torch=torch.__version__,
+                threads=torch.get_num_threads(), batch=args.batch,
+                size=list(args.size), **extra)
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = cudnn_benchmark
-        info['cudnn_benchmark'] = cudnn_benchmark
+        torch.backends.cudnn.benchmark = autotune
+        info['cudnn_benchmark'] = autotune
+    return info
 
 
 def bench_graphs(args, device):
@@ -353,11 +355,9 @@ def bench_graphs(args, device):
     amp_dtype = None
     if args.amp:
         amp_dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
-    info = dict(device=str(device), torch=torch.__version__,
-                threads=torch.get_num_threads(), batch=args.batch,
-                size=list(args.size), graphs=args.graphs,
-                amp=str(amp_dtype)[6:] if amp_dtype else False, **saved)
-    setup_device(device, saved['cudnn_benchmark'], info)
+    info = run_info(args, device, saved['cudnn_benchmark'],
+                    graphs=args.graphs,
+                    amp=str(amp_dtype)[6:] if amp_dtype else False, **saved)
     torch.manual_seed(0)
     img = torch.randn(args.batch, 3, *args.size, device=device)
     result, steps = dict(info=info), []

@@ -692,7 +692,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   struct Phase {
     DxPlane plane;
     const AxisPhase *r, *c;
-    int64_t xoff, woff, chunks;
+    int64_t xoff, woff;
   };
   std::vector<Phase> phases;
   int64_t xtotal = 0, wtotal = 0;
@@ -702,7 +702,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       if (r.count == 0 || c.count == 0) continue;
       const int64_t pt_taps = (int64_t)(r.taps.size() * c.taps.size());
       phases.push_back({{r.count, c.count, a, b, pt_taps}, &r, &c, xtotal,
-                        wtotal, 0});
+                        wtotal});
       xtotal += s.n * s.c * r.count * wg;
       wtotal += s.groups * cin_g * cout_g * pt_taps;
     }
@@ -795,8 +795,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   std::vector<int64_t> first(phases.size() + 1, 0);  // task index per phase
   for (size_t pi = 0; pi < phases.size(); ++pi) {
     const int64_t positions = phases[pi].plane.rows * wg;
-    phases[pi].chunks = phases[pi].plane.taps ? (positions + lc - 1) / lc : 0;
-    first[pi + 1] = first[pi] + phases[pi].chunks;
+    first[pi + 1] = first[pi] +
+                    (phases[pi].plane.taps ? (positions + lc - 1) / lc : 0);
   }
   const int64_t per_ng = first.back();
   at::parallel_for(0, s.n * s.groups * per_ng, 1, [&](int64_t b, int64_t e) {

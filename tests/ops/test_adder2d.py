@@ -54,15 +54,21 @@ def _cpu_isas():
         return ['(extension not built)']
 
 
+def _extension_setting(setter, value):
+    """Fixture body: the extension's setter(value) (which returns the
+    previous value) for the test, the previous value restored after."""
+    set_value = getattr(_backend.load_extension(), setter)
+    previous = set_value(value)
+    try:
+        yield value
+    finally:
+        set_value(previous)
+
+
 @pytest.fixture(params=_cpu_isas())
 def cpu_isa(request, compiled):
     """Runs the test with the CPU kernels of one instruction set."""
-    ext = _backend.load_extension()
-    previous = ext.set_cpu_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        ext.set_cpu_isa(previous)
+    yield from _extension_setting('set_cpu_isa', request.param)
 
 
 def test_extension_built_in_ci():
@@ -162,12 +168,7 @@ def sign_fast_mode(request, compiled):
     """The sign rule's fast tile by the thresholds, or on every layer (which
     reaches it where the thresholds never send it: strided layers with
     AVX-512, few filters or positions)."""
-    ext = _backend.load_extension()
-    previous = ext.set_sign_fast_mode(request.param)
-    try:
-        yield request.param
-    finally:
-        ext.set_sign_fast_mode(previous)
+    yield from _extension_setting('set_sign_fast_mode', request.param)
 
 
 # (filters, stride): the in-place and the packed path, each with enough
