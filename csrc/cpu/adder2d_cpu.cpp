@@ -218,14 +218,6 @@ bool in_place_filters(const Adder2dShape& s) {
 bool use_in_place(const Adder2dShape& s) {
   return s.sh == 1 && s.sw == 1 && in_place_filters(s);
 }
-// The forward reads a strided layer's input split into stride phases,
-// consecutive values too (forward_implicit), computing hout x ceil(Wp /
-// sw) positions a sample (rounded up to tiles) for hout x wout outputs.
-// Measured against packing (3x3/2, per-process medians; session 12): 0.72-
-// 0.94x the time where that computes <= 1.14x the outputs (maps of 14x14
-// and larger out; AVX2 and AVX-512), level or slower at 8x8 out (1.25x;
-// AVX2 1.24x the time), 1.56x the time at 4x4 (2x). So from 1.2x on they
-// stay packed.
 // Rows and columns of a stride phase of the padded input (forward_implicit).
 int64_t phase_rows(const Adder2dShape& s) {
   return (s.h + 2 * s.ph + s.sh - 1) / s.sh;
@@ -249,12 +241,35 @@ bool use_in_place_backward(const Adder2dShape& s) {
       computed += c.count ? r.count * d.wg : 0;
   return 5 * computed <= 6 * s.h * s.w;
 }
-bool use_in_place_forward(const Adder2dShape& s) {
-  if (s.sh == 1 && s.sw == 1) return use_in_place(s);
+// The forward in place computes hout x ceil(Wp / sw) positions a sample
+// (rounded up to tiles; forward_implicit), the padded pitch, for hout x
+// wout outputs; packing computes the N x hout x wout outputs rounded up to
+// whole panels (samples back to back).
+int64_t in_place_forward_positions(const Adder2dShape& s) {
   constexpr int64_t NR = generic::fwd_nr<float>();
-  const int64_t wq = phase_cols(s);
-  const int64_t computed = (s.hout * wq + NR - 1) / NR * NR;
-  return in_place_filters(s) && 5 * computed <= 6 * s.hout * s.wout;
+  return s.n * ((s.hout * phase_cols(s) + NR - 1) / NR * NR);
+}
+// Strided layers read their input split into stride phases (consecutive
+// values too). Measured against packing (3x3/2, per-process medians;
+// session 12): 0.72-0.94x the time where that computes <= 1.14x the
+// outputs (maps of 14x14 and larger out; AVX2 and AVX-512), level or
+// slower at 8x8 out (1.25x; AVX2 1.24x the time), 1.56x the time at 4x4
+// (2x). So from 1.2x the outputs on they stay packed.
+// Stride 1, against packing (3x3, 256 filters unless said, alternated
+// runs; session 14): in place faster up to 1.25x what packing computes
+// (3x3 maps 1.0x: 0.88x the time; 6x6 1.2x: 0.9x; 10x10 1.23x: 0.75-
+// 0.9x), packing faster from 1.5x on (5x5: 0.86x the time; 4x4, 2.0x:
+// 0.66x, 512 filters 0.58x, 128 filters 0.75-0.9x; AVX2, 128 filters: 4x4
+// 0.8-1.0x, 5x5 level). So from 1.4x on they pack.
+bool use_in_place_forward(const Adder2dShape& s) {
+  if (!in_place_filters(s)) return false;
+  const int64_t computed = in_place_forward_positions(s);
+  if (s.sh == 1 && s.sw == 1) {
+    constexpr int64_t NR = generic::fwd_nr<float>();
+    const int64_t packed = (s.n * s.l() + NR - 1) / NR * NR;
+    return 5 * computed <= 7 * packed;
+  }
+  return 5 * computed <= 6 * s.n * s.hout * s.wout;
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte

@@ -89,7 +89,9 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
 # layers with taps > 1 and <= 128 filters a group (any number with the
 # AVX-512 kernels) read the padded input in place (forward and input
-# gradient), the others pack patches; such a strided layer's forward reads
+# gradient; the forward only where that computes < 1.4x the positions
+# packing does: small maps pack), the others pack patches; such a strided
+# layer's forward reads
 # its input split into stride phases in place too, where that computes at
 # most 1.2x its outputs (wide enough maps), and its input gradient runs
 # phase by phase where that computes at most 1.2x its input positions.
@@ -98,9 +100,16 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 PATH_CASES = {
     'in place, 2 K blocks': dict(c=16, cout=16, kernel=(3, 3), stride=(1, 1),
                                  padding=(1, 1), groups=1, h=13, w=11),
+    # 12 x 26 positions computed in place for 12 x 22 outputs (1.21x).
     'in place, dilated, padding past reach, groups': dict(
         c=12, cout=10, kernel=(3, 5), stride=(1, 1), padding=(5, 3),
-        dilation=(2, 1), groups=2, h=6, w=9),
+        dilation=(2, 1), groups=2, h=6, w=20),
+    # A small map: in place would compute 4 x 6 positions a sample (two
+    # tiles of 16) for 4 x 4 outputs, packing one panel a sample (2x): the
+    # forward packs, the input gradient stays in place.
+    'small map: forward packed, input gradient in place': dict(
+        c=8, cout=16, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=4, w=4),
     'in place, 64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
                                              stride=(1, 1), padding=(0, 0),
                                              groups=1, h=9, w=17),
