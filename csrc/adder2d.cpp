@@ -156,9 +156,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "sign_fast_thresholds",
       [] {
         const auto t = adder_det::sign_fast_thresholds();
-        return std::make_tuple(t.min_terms, t.min_positions, t.strided);
+        return std::make_tuple(t.min_terms, t.min_positions,
+                               t.min_phase_positions);
       },
-      "(min terms a value, min positions a channel, strided layers too) "
+      "(min terms a value, min positions a channel, min positions a stride "
+      "phase of a strided layer) "
       "from which the CPU input gradient may take the sign rule's fast "
       "tile, with the active instruction set.");
   m.def("sign_fast_mode", &adder_det::sign_fast_mode,

@@ -21,11 +21,11 @@ void check_grad_output(const at::Tensor& grad_output, const Adder2dShape& s,
 // Where the CPU input gradient may take the sign rule's fast tile (with the
 // active instruction set): at least min_terms * stride_h * stride_w filter
 // terms (Cout/g x taps) an input value, min_positions input positions
-// (N x H x W) a channel, and stride 1 unless `strided`. Exposed
-// to Python (adder_det._C.sign_fast_thresholds) for the benchmark.
+// (N x H x W) a channel, and, with stride > 1, min_phase_positions a
+// stride phase (N x H x W / (stride_h x stride_w)). Exposed to Python
+// (adder_det._C.sign_fast_thresholds) for the benchmark.
 struct SignFastThresholds {
-  int64_t min_terms, min_positions;
-  bool strided;  // whether layers with stride > 1 may take it
+  int64_t min_terms, min_positions, min_phase_positions;
 };
 SignFastThresholds sign_fast_thresholds();
 // Whether the CPU input gradient applies those thresholds ("auto", the

@@ -68,7 +68,7 @@ def main(argv=None):
     from adder_det import _C  # the rule the C++ applies, not a copy of it
     if args.cpu_isa:
         _C.set_cpu_isa(args.cpu_isa)
-    min_terms, min_positions, strided = _C.sign_fast_thresholds()
+    min_terms, min_positions, min_phase_positions = _C.sign_fast_thresholds()
     print(f'threads={args.threads} batch={args.batch} '
           f'cpu_isa={_C.cpu_isa()} torch={torch.__version__}')
     print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
@@ -92,9 +92,11 @@ def main(argv=None):
             for _ in range(3):  # interleaved against drifting machine speed
                 tf = min(tf, timed('always'))
                 te = min(te, timed('never'))
+            positions = args.batch * size * size
             fast = (cout * k * k >= min_terms * stride ** 2
-                    and args.batch * size * size >= min_positions
-                    and (stride == 1 or strided))
+                    and positions >= min_positions
+                    and (stride == 1
+                         or positions >= min_phase_positions * stride ** 2))
             tile = 'fast' if fast else 'exact'
             print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} '
                   f'{te * 1e3:8.2f} {te / tf:10.2f} {tile}')

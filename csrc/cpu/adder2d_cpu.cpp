@@ -630,10 +630,18 @@ int64_t sign_fast_min_positions() {
   if (avx2_on_intel()) return 0;
   return active_isa() == kAvx512 ? 256 : 512;
 }
-// AVX-512, strided layers: the exact tile (ResNet-50's 3x3/2 layer's input
-// gradient took 9 ms with it against 13 with the fast one and the scalar
-// tie check; with the vectorized check 7.8-7.9 against 7.9-8.8: no gain).
-bool sign_fast_strided() { return active_isa() != kAvx512; }
+// Strided layers: the check's per-filter part grows with the input's
+// positions, the gain with the positions a stride phase computes.
+// AVX-512, 3x3/2 layers by phase (set_sign_fast_mode `always` against
+// `never`, session 14): the fast tile took 0.75-0.95x the exact tile's
+// time from 512 positions a phase (ResNet-50's 128-filter layer at 56x56
+// in, batch 2: 1568, 0.89-0.94x; the main job's layers at batch 8: 512-
+// 8192, 0.75-0.95x; 1x1/2, 1024 filters at 28x28: 392, 0.93x), lost at
+// 392 (3x3/2, 256 filters at 28x28: 1.03-1.08x) and below (200: 1.15x,
+// 98: 1.2-1.3x). AVX2: as stride 1 (the phase count is not a threshold).
+int64_t sign_fast_min_phase_positions() {
+  return active_isa() == kAvx512 ? 512 : 0;
+}
 
 // set_sign_fast_mode: auto (the thresholds above), always (any layer, still
 // per (sample, channel) where the check finds no tie), never.
@@ -645,7 +653,7 @@ std::atomic<int> sign_fast_mode_index{kSignFastAuto};
 
 SignFastThresholds sign_fast_thresholds() {
   return {sign_fast_min_terms(), sign_fast_min_positions(),
-          sign_fast_strided()};
+          sign_fast_min_phase_positions()};
 }
 
 namespace {
@@ -663,7 +671,8 @@ std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
       (mode == kSignFastAuto &&
        (s.cout_g() * s.taps() < t.min_terms * s.sh * s.sw ||
         s.n * s.h * s.w < t.min_positions ||
-        (s.sh * s.sw > 1 && !t.strided))))
+        (s.sh * s.sw > 1 &&
+         s.n * s.h * s.w < t.min_phase_positions * s.sh * s.sw))))
     return {};
   std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
   if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))

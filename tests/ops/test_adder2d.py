@@ -175,8 +175,8 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
 @pytest.fixture(params=['auto', 'always'])
 def sign_fast_mode(request, compiled):
     """The sign rule's fast tile by the thresholds, or on every layer (which
-    reaches it where the thresholds never send it: strided layers with
-    AVX-512, few filters or positions)."""
+    reaches it where the thresholds never send it: few filters or positions,
+    with AVX-512 strided layers with few positions a stride phase)."""
     yield from _extension_setting('set_sign_fast_mode', request.param)
 
 
