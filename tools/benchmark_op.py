@@ -44,21 +44,31 @@ from adder_det.ops import adder2d, backend  # noqa: E402
 from adder_det.ops._backend import load_extension  # noqa: E402
 
 # (name, cin, cout, kernel, stride, input size at 224) of ResNet-50's
-# distinct 3x3 and 1x1 convs (torchvision/mmdet 'pytorch' style).
+# distinct 3x3 and 1x1 convs (torchvision/mmdet 'pytorch' style: the
+# stride on each stage's first 3x3). conv1/conv2/conv3/down: a stage's first
+# block; in: conv1 of its other blocks.
 RESNET50_LAYERS = [
     ('s1.conv1 1x1', 64, 64, 1, 1, 56),
     ('s1.conv2 3x3', 64, 64, 3, 1, 56),
     ('s1.conv3 1x1', 64, 256, 1, 1, 56),
     ('s1.in 1x1', 256, 64, 1, 1, 56),
+    ('s2.conv1 1x1', 256, 128, 1, 1, 56),
     ('s2.conv2 3x3/2', 128, 128, 3, 2, 56),
     ('s2.conv2 3x3', 128, 128, 3, 1, 28),
     ('s2.conv3 1x1', 128, 512, 1, 1, 28),
     ('s2.down 1x1/2', 256, 512, 1, 2, 56),
+    ('s2.in 1x1', 512, 128, 1, 1, 28),
+    ('s3.conv1 1x1', 512, 256, 1, 1, 28),
+    ('s3.conv2 3x3/2', 256, 256, 3, 2, 28),
     ('s3.conv2 3x3', 256, 256, 3, 1, 14),
     ('s3.conv3 1x1', 256, 1024, 1, 1, 14),
+    ('s3.down 1x1/2', 512, 1024, 1, 2, 28),
     ('s3.in 1x1', 1024, 256, 1, 1, 14),
+    ('s4.conv1 1x1', 1024, 512, 1, 1, 14),
+    ('s4.conv2 3x3/2', 512, 512, 3, 2, 14),
     ('s4.conv2 3x3', 512, 512, 3, 1, 7),
     ('s4.conv3 1x1', 512, 2048, 1, 1, 7),
+    ('s4.down 1x1/2', 1024, 2048, 1, 2, 14),
     ('s4.in 1x1', 2048, 512, 1, 1, 7),
 ]
 

@@ -630,15 +630,14 @@ int64_t sign_fast_min_positions() {
   if (avx2_on_intel()) return 0;
   return active_isa() == kAvx512 ? 256 : 512;
 }
-// Strided layers: the check's per-filter part grows with the input's
-// positions, the gain with the positions a stride phase computes.
-// AVX-512, 3x3/2 layers by phase (set_sign_fast_mode `always` against
-// `never`, session 14): the fast tile took 0.75-0.95x the exact tile's
-// time from 512 positions a phase (ResNet-50's 128-filter layer at 56x56
-// in, batch 2: 1568, 0.89-0.94x; the main job's layers at batch 8: 512-
-// 8192, 0.75-0.95x; 1x1/2, 1024 filters at 28x28: 392, 0.93x), lost at
-// 392 (3x3/2, 256 filters at 28x28: 1.03-1.08x) and below (200: 1.15x,
-// 98: 1.2-1.3x). AVX2: as stride 1 (the phase count is not a threshold).
+// Strided layers: the fast tile saves per position a stride phase computes
+// (N x H x W / (sh x sw) of them), so their threshold counts those.
+// AVX-512 (set_sign_fast_mode `always` against `never`, session 14): the
+// fast tile took 0.75-0.95x the exact tile's time from 512 positions a
+// phase (ResNet-50's 128-filter 3x3/2 layer at 56x56 in, batch 2: 1568 a
+// phase, 0.89-0.94x; the main job's 3x3/2 layers at batch 8: 512-8192,
+// 0.75-0.95x); at 392 a phase 0.93x (1x1/2) and 1.03x (3x3/2; session 13:
+// level); below, slower (200: 1.15x, 98: 1.2-1.3x). AVX2: as stride 1.
 int64_t sign_fast_min_phase_positions() {
   return active_isa() == kAvx512 ? 512 : 0;
 }
