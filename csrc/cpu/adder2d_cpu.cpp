@@ -636,8 +636,9 @@ int64_t sign_fast_min_positions() {
 // fast tile took 0.75-0.95x the exact tile's time from 512 positions a
 // phase (ResNet-50's 128-filter 3x3/2 layer at 56x56 in, batch 2: 1568 a
 // phase, 0.89-0.94x; the main job's 3x3/2 layers at batch 8: 512-8192,
-// 0.75-0.95x); at 392 a phase 0.93x (1x1/2) and 1.03x (3x3/2; session 13:
-// level); below, slower (200: 1.15x, 98: 1.2-1.3x). AVX2: as stride 1.
+// 0.75-0.95x); at 392 a phase level (ResNet-50's s3 3x3/2 and 1x1/2:
+// 0.91-1.01x, tools/benchmark_sign_rule.py); below, slower (200: 1.15x,
+// 98: 1.2-1.4x). AVX2: as stride 1.
 int64_t sign_fast_min_phase_positions() {
   return active_isa() == kAvx512 ? 512 : 0;
 }
