@@ -73,8 +73,10 @@ RESNET50_LAYERS = [
 ]
 
 
-# FCOS R-50 neck (256 channels, levels at strides 8..128) and head convs;
-# sizes at a 224 input like the list above (ceil at the small levels).
+# FCOS R-50 neck (256 channels, levels at strides 8..128) and head convs:
+# the distinct shapes of the Adder FCOS R-50 with R-PAFPN and adder head
+# (its Adder2d layers hooked on a 224x224 forward, session 14); sizes at a
+# 224 input like the list above (ceil at the small levels).
 FCOS_LAYERS = [
     ('neck.lat3 1x1', 512, 256, 1, 1, 28),
     ('neck.lat4 1x1', 1024, 256, 1, 1, 14),
@@ -83,27 +85,39 @@ FCOS_LAYERS = [
     ('neck.fpn4 3x3', 256, 256, 3, 1, 14),
     ('neck.fpn5 3x3', 256, 256, 3, 1, 7),
     ('neck.down3 3x3/2', 256, 256, 3, 2, 28),
+    ('neck.down4 3x3/2', 256, 256, 3, 2, 14),
     ('neck.extra6 3x3/2', 256, 256, 3, 2, 7),
+    ('neck.extra7 3x3/2', 256, 256, 3, 2, 4),
     ('head P3 3x3', 256, 256, 3, 1, 28),
     ('head P4 3x3', 256, 256, 3, 1, 14),
     ('head P5 3x3', 256, 256, 3, 1, 7),
     ('head P6 3x3', 256, 256, 3, 1, 4),
+    ('head P7 3x3', 256, 256, 3, 1, 2),
 ]
 # The main job's small Adder FCOS (quarter-width ResNet-18, 64-channel
-# R-PAFPN), sizes at its 256 input (run with --size 256 --batch 8).
+# R-PAFPN): every distinct Adder2d shape (hooked on a 256x256 forward,
+# session 14), sizes at that input (run with --size 256 --batch 8).
 SMALL_LAYERS = [
     ('r18q.s1 3x3', 16, 16, 3, 1, 64),
     ('r18q.s2 3x3/2', 16, 32, 3, 2, 64),
+    ('r18q.down2 1x1/2', 16, 32, 1, 2, 64),
     ('r18q.s2 3x3', 32, 32, 3, 1, 32),
     ('r18q.s3 3x3/2', 32, 64, 3, 2, 32),
+    ('r18q.down3 1x1/2', 32, 64, 1, 2, 32),
     ('r18q.s3 3x3', 64, 64, 3, 1, 16),
     ('r18q.s4 3x3/2', 64, 128, 3, 2, 16),
     ('r18q.s4 3x3', 128, 128, 3, 1, 8),
     ('r18q.down4 1x1/2', 64, 128, 1, 2, 16),
     ('neck64.lat3 1x1', 32, 64, 1, 1, 32),
+    ('neck64.lat4 1x1', 64, 64, 1, 1, 16),
+    ('neck64.lat5 1x1', 128, 64, 1, 1, 8),
     ('neck64.fpn3 3x3', 64, 64, 3, 1, 32),
     ('neck64.down3 3x3/2', 64, 64, 3, 2, 32),
     ('neck64.fpn4 3x3', 64, 64, 3, 1, 16),
+    ('neck64.down4 3x3/2', 64, 64, 3, 2, 16),
+    ('neck64.fpn5 3x3', 64, 64, 3, 1, 8),
+    ('neck64.extra6 3x3/2', 64, 64, 3, 2, 8),
+    ('neck64.extra7 3x3/2', 64, 64, 3, 2, 4),
 ]
 # name -> (input size the layer sizes are given at, layers)
 LAYER_SETS = dict(resnet50=(224, RESNET50_LAYERS), fcos=(224, FCOS_LAYERS),
@@ -440,7 +454,7 @@ def main():
     if not args.json:
         print(' '.join(f'{k}={v:.1f}' if isinstance(v, float) else f'{k}={v}'
                        for k, v in info.items()))
-        print(f"{'layer':18s} {'GMAC':>6s} {'conv ms':>8s} {'fwd/conv':>8s} "
+        print(f"{'layer':20s} {'GMAC':>6s} {'conv ms':>8s} {'fwd/conv':>8s} "
               f"{'f+b/conv':>8s} {'unfold/adder':>12s} {'adder GMAC/s':>12s} "
               f"{'%ceil':>5s} {'peak MB adder/conv':>18s}")
     for spec in layers:
@@ -453,7 +467,7 @@ def main():
         if not args.json:
             uf = (f"{r['unfold_vs_adder_fwd']:12.1f}"
                   if r['unfold_vs_adder_fwd'] else f"{'(too big)':>12s}")
-            print(f"{r['layer']:18s} {r['gmac']:6.3f} {r['conv_fwd_ms']:8.2f} "
+            print(f"{r['layer']:20s} {r['gmac']:6.3f} {r['conv_fwd_ms']:8.2f} "
                   f"{r['fwd_vs_conv']:8.2f} {r['fwdbwd_vs_conv']:8.2f} {uf} "
                   f"{r['adder_gmac_per_s']:12.1f} "
                   f"{100 * r['adder_fraction_of_ceiling']:5.0f} "

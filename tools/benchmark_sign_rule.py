@@ -71,7 +71,7 @@ def main(argv=None):
     min_terms, min_positions, min_phase_positions = _C.sign_fast_thresholds()
     print(f'threads={args.threads} batch={args.batch} '
           f'cpu_isa={_C.cpu_isa()} torch={torch.__version__}')
-    print(f'{"layer":18} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
+    print(f'{"layer":20} {"terms":>5} {"fast ms":>8} {"exact ms":>8} '
           f'{"exact/fast":>10} auto')
     try:
         for name, cin, cout, k, stride, size in layers:
@@ -98,7 +98,7 @@ def main(argv=None):
                     and (stride == 1
                          or positions >= min_phase_positions * stride ** 2))
             tile = 'fast' if fast else 'exact'
-            print(f'{name:18} {cout * k * k:5d} {tf * 1e3:8.2f} '
+            print(f'{name:20} {cout * k * k:5d} {tf * 1e3:8.2f} '
                   f'{te * 1e3:8.2f} {te / tf:10.2f} {tile}')
     finally:
         _C.set_sign_fast_mode('auto')

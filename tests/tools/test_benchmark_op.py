@@ -10,13 +10,13 @@ from . import ROOT
 def test_benchmark_op_json_tiny():
     out = subprocess.run(
         [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu', '--set',
-         'all', '--layers', 's4.conv2,head P6', '--size', '64', '--repeat',
+         'all', '--layers', 's4.conv2 3x3/2,head P6', '--size', '64', '--repeat',
          '1', '--network', '--json'],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
     assert r['info']['ceiling_gmac_per_s'] > 0
-    assert [row['layer'] for row in r['layers']] == ['s4.conv2 3x3',
+    assert [row['layer'] for row in r['layers']] == ['s4.conv2 3x3/2',
                                                      'head P6 3x3']
     for row in r['layers']:
         for key in ('conv_fwd_ms', 'adder_fwd_ms', 'conv_fwdbwd_ms',
