@@ -91,10 +91,10 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # AVX-512 kernels) read the padded input in place (forward and input
 # gradient; the forward only where that computes < 1.4x the positions
 # packing does: small maps pack), the others pack patches; such a strided
-# layer's forward reads
-# its input split into stride phases in place too, where that computes at
-# most 1.2x its outputs (wide enough maps), and its input gradient runs
-# phase by phase where that computes at most 1.2x its input positions.
+# layer's forward reads its input split into stride phases in place too,
+# where that computes at most 1.2x its outputs (wide enough maps), and its
+# input gradient runs phase by phase where that computes at most 1.2x its
+# input positions.
 # Random cases rarely reach some corners of the choice, so each gets a case
 # here.
 PATH_CASES = {

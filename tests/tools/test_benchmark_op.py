@@ -10,8 +10,8 @@ from . import ROOT
 def test_benchmark_op_json_tiny():
     out = subprocess.run(
         [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu', '--set',
-         'all', '--layers', 's4.conv2 3x3/2,head P6', '--size', '64', '--repeat',
-         '1', '--network', '--json'],
+         'all', '--layers', 's4.conv2 3x3/2,head P6', '--size', '64',
+         '--repeat', '1', '--network', '--json'],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
