@@ -272,6 +272,25 @@ bool use_in_place_forward(const Adder2dShape& s) {
   return 5 * computed <= 6 * s.n * s.hout * s.wout;
 }
 
+// The forward by filters (forward_by_filters), against the paths above
+// (session 14; alternated runs, forward ms, batch 2, 3x3): AVX-512, 512
+// filters at 7x7 4.51-4.58 -> 3.79-3.83, 256 at 7x7 1.17 -> 0.96, 256 at
+// 14x14 3.15-3.30 -> 2.85-2.94, 128 at 28x28 3.08 -> 2.76, 64 at 56x56
+// 3.00 -> 2.87-2.91, 64 at 14x14 0.26 -> 0.23, 3x3/2 512 at 14x14 in
+// (packed) 4.75 -> 4.24, 256 at 28x28 in 3.62 -> 3.50, 128 at 56x56 level;
+// slower with fewer filters (48 at 28x28 0.50 -> 0.58, 16 at 64x64 2x),
+// on 1x1 layers (64 -> 64 at 56x56 0.52 -> 0.71) and where few positions
+// leave the filter packing uncovered (3x3/2 256 at 7x7 in, 32 outputs:
+// 0.48 -> 0.57-0.77; 4x4 level or slower). AVX2: 512 at 7x7 7.51 -> 6.14,
+// 256 at 14x14 6.45 -> 5.45, 128 at 28x28 5.84 -> 5.28, 3x3/2 512 at 14x14
+// in 7.59 -> 6.51, but 64 at 56x56 5.72 -> 7.16. Not timed with the
+// baseline ISA's kernels, which keep the other paths.
+bool use_forward_by_filters(const Adder2dShape& s) {
+  if (s.taps() == 1 || active_isa() == kGeneric) return false;
+  const int64_t min_filters = active_isa() == kAvx512 ? 64 : 128;
+  return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64;
+}
+
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
 // buffer per call costs page faults that rival the arithmetic. Tag: one
 // buffer per use that may be live at the same time in the same thread.
@@ -315,8 +334,13 @@ void check_cpu(const at::Tensor& t, const char* name) {
 // phase-pitch positions). shift: per (group, channel), null when the
 // filters are not finite (direct form, unshifted).
 template <typename T>
+void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
+                        const double* csum, const T* wv, const T* wsum, T* y,
+                        const Adder2dShape& s, int64_t cstride, int64_t wq);
+
+template <typename T>
 void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
-                      T* y, const Adder2dShape& s) {
+                      T* y, const Adder2dShape& s, bool by_filters) {
   constexpr int NR = generic::fwd_nr<T>();
   const int64_t hq = phase_rows(s), wq = phase_cols(s);
   const int64_t plane = hq * wq, cstride = s.sh * s.sw * plane;
@@ -371,6 +395,11 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                 q / s.sw;
   }
   for (int64_t k = 0; k < K; ++k) off[k] = k / taps * cstride + toff[k % taps];
+  if (by_filters) {
+    forward_by_filters(xp, off.data(), toff.data(), csum, wpk, wsum, y, s,
+                       cstride, wq);
+    return;
+  }
   const int64_t positions = s.hout * wq;  // phase pitch
   // Chunk: ~<= 256 KiB of output scratch, at most 512 positions.
   int64_t lc = (256 << 10) / (int64_t)sizeof(T) / std::max<int64_t>(1, s.cout_g());
@@ -385,6 +414,71 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
       const int64_t lp0 = chunk * lc;
       fn(xp, off.data(), toff.data(), csum, wpk, wsum, y, s, cstride, wq,
          ng / s.groups, ng % s.groups, lp0, std::min(lc, positions - lp0), yc);
+    }
+  });
+}
+
+// The forward by filters (forward_fvec_tile) on forward_implicit's padded,
+// shifted input: tasks of (group, filter tile, chunk of positions), the
+// positions being the valid outputs of every sample (no padded pitch).
+template <typename T>
+void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
+                        const double* csum, const T* wv, const T* wsum, T* y,
+                        const Adder2dShape& s, int64_t cstride, int64_t wq) {
+  const int64_t NF = ADDER_PICK_ISA(fvec_nf<T>)(), MP = ADDER_PICK_ISA(fvec_mp)();
+  const int64_t L = s.l(), P = s.n * L, K = s.k(), taps = s.taps();
+  const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
+  const int64_t ftiles = (cout_g + NF - 1) / NF;
+  // Each output's patch origin, from its group's first channel.
+  std::vector<int64_t> pos(P);
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t oh = 0; oh < s.hout; ++oh)
+      for (int64_t ow = 0; ow < s.wout; ++ow)
+        pos[(n * s.hout + oh) * s.wout + ow] = n * s.c * cstride + oh * wq + ow;
+  // Patch sums per (group, position); any inf/NaN: the direct form.
+  std::vector<T> xs(s.groups * P);
+  at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t gn = b; gn < e; ++gn) {
+      const int64_t g = gn / s.n, n = gn % s.n;
+      const double* cs = csum + (n * s.groups + g) * cstride;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t lp = l / s.wout * wq + l % s.wout;
+        double acc = 0;
+        for (int64_t tap = 0; tap < taps; ++tap) acc += cs[lp + toff[tap]];
+        xs[g * P + n * L + l] = (T)acc;
+      }
+    }
+  });
+  bool use_min = wsum != nullptr;
+  for (int64_t i = 0; i < s.groups * P && use_min; ++i)
+    use_min = std::isfinite(xs[i]);
+  // Position chunks (multiples of MP) only where the filter tiles are
+  // fewer than 4 tasks a thread: each chunk reads the tile's filters again.
+  const int64_t threads = at::get_num_threads();
+  const int64_t ptiles = (P + MP - 1) / MP;
+  const int64_t want = (4 * threads + s.groups * ftiles - 1) / (s.groups * ftiles);
+  const int64_t per = (ptiles + want - 1) / want * MP;
+  const int64_t chunks = (P + per - 1) / per;
+  const auto fn = ADDER_PICK_ISA(forward_fvec_impl<T>);
+  at::parallel_for(0, s.groups * ftiles * chunks, 1, [&](int64_t b, int64_t e) {
+    T* yc = scratch<T>((per + MP) * NF);
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t gf = task / chunks, g = gf / ftiles, f0 = gf % ftiles * NF;
+      const int64_t p0 = task % chunks * per, p1 = std::min(P, p0 + per);
+      fn(xp + g * cin_g * cstride, pos.data(), p0, p1, off, wv + gf * K * NF,
+         K, use_min, yc);
+      const int64_t nf = std::min(NF, cout_g - f0);
+      const T* ws = use_min ? wsum + g * cout_g + f0 : nullptr;
+      for (int64_t q = p0; q < p1; ++q) {
+        const T* a = yc + (q - p0) * NF;
+        T* o = y + (q / L * s.cout + g * cout_g + f0) * L + q % L;
+        if (use_min) {
+          const T xq = xs[g * P + q];
+          for (int64_t j = 0; j < nf; ++j) o[j * L] = a[j] - xq - ws[j];
+        } else {
+          for (int64_t j = 0; j < nf; ++j) o[j * L] = a[j];
+        }
+      }
     }
   });
 }
@@ -518,13 +612,25 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
       }
     // The shifted filters in the kernels' layout (per-thread scratch: a
     // fresh buffer of a layer's filters each call costs page faults).
-    scalar_t* wpk = scratch<scalar_t, 5>(s.cout * K);
-    const int64_t items = cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
+    // The forward by filters takes them as [groups][tiles of NF][K][NF].
+    const bool by_filters = use_forward_by_filters(s);
+    const int64_t nf = ADDER_PICK_ISA(fvec_nf<scalar_t>)();
+    const int64_t ftiles = (cout_g + nf - 1) / nf;
+    scalar_t* wpk = scratch<scalar_t, 5>(
+        by_filters ? s.groups * ftiles * nf * K : s.cout * K);
+    const int64_t items =
+        by_filters ? ftiles
+                   : cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
     const auto pack_filters = ADDER_PICK_ISA(pack_filters_impl<scalar_t>);
+    const auto pack_fvec = ADDER_PICK_ISA(pack_filters_fvec_impl<scalar_t>);
     auto pack_all = [&](const scalar_t* sh) {
       at::parallel_for(0, s.groups * items, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
-          pack_filters(w, sh, s, i / items, i % items, wpk, wsum.data());
+          if (by_filters)
+            pack_fvec(w, sh, s, i / items, i % items, wpk + i * K * nf,
+                      wsum.data());
+          else
+            pack_filters(w, sh, s, i / items, i % items, wpk, wsum.data());
       });
     };
     pack_all(row_shift.data());
@@ -537,8 +643,9 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
       finite = std::isfinite(shift[i]);
     if (!finite) pack_all(nullptr);
     const scalar_t* ws = finite ? wsum.data() : nullptr;
-    if (use_in_place_forward(s)) {
-      forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s);
+    if (by_filters || use_in_place_forward(s)) {
+      forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s,
+                       by_filters);
       return;
     }
     // Other layers: patches packed into panels (shift per patch row).

@@ -131,6 +131,15 @@ constexpr int64_t kImplicitKC = 128;
 
 template <typename T>
 constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
+// The forward by filters (forward_fvec_tile): MP positions x NV vectors of
+// filters (AVX-512 7 x 2 zmm, AVX2 6 x 2 ymm: 14 / 12 accumulators), K in
+// blocks whose NF-filter slice (32 KiB / 16 KiB for float) stays in L1
+// across the position tiles.
+constexpr int kFvecNV = 2, kFvecMP = kVecBytes == 64 ? 7 : 6;
+constexpr int64_t kFvecKC = 256;
+template <typename T>
+constexpr int fvec_nf() { return kFvecNV * Vec<T>::width; }
+constexpr int fvec_mp() { return kFvecMP; }
 template <typename T, bool kSign>
 constexpr int bwd_nr() { return bwd_nv<kSign>() * Vec<T>::width; }
 
@@ -496,6 +505,103 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
         for (int64_t j = 0; j < m; ++j) o[j] = a[j];
     }
     q += m;
+  }
+}
+
+// The forward by filters: the vectors hold NF filters instead of NF
+// positions, each input value broadcast against them, so a tile computes
+// any MP positions, the valid outputs only (the in-place tiles compute the
+// padded pitch: 7x7 maps 1.31x their outputs, 14x14 1.14x). wv: the tile's
+// K x NF filters, row k at wv + k * NF; xr[i]: position i's patch origin
+// (row k at xr[i] + off[k]); out: MP rows of NF, (+)= sum_k 2 min(w, x)
+// (kMin) or -sum_k |w - x|.
+template <typename T, int MP, bool kMin>
+ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
+                                    const int64_t* off, const T* const* xr,
+                                    T* out, bool first) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, NV = kFvecNV, NF = NV * W;
+  V acc[MP][NV] = {};
+  const V two = vsplat<T>(2);
+  for (int64_t k = 0; k < kc; ++k) {
+    V wk[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) wk[v] = vload(wv + k * NF + v * W);
+    const int64_t o = off[k];
+#pragma GCC unroll 16
+    for (int i = 0; i < MP; ++i) {
+      const V xi = vsplat(xr[i][o]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        if (kMin)
+          acc[i][v] += (wk[v] < xi ? wk[v] : xi) * two;
+        else
+          acc[i][v] += vabs<T>(wk[v] - xi);
+      }
+    }
+  }
+  const V sign = vsplat<T>(kMin ? T(1) : T(-1));
+  for (int i = 0; i < MP; ++i)
+    for (int v = 0; v < NV; ++v) {
+      T* o = out + i * NF + v * W;
+      const V r = first ? acc[i][v] * sign : vload(o) + acc[i][v] * sign;
+      std::memcpy(o, &r, sizeof(V));
+    }
+}
+
+// Filter tile `ft` of group g as [K][NF] minus the per-row shift (null:
+// none), zeros past the group's filters, and each filter's sum to wsum
+// (blocks of 64 rows: the tile's rows stay in L1 while its filters pass).
+template <typename T>
+inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
+                                   const Adder2dShape& s, int64_t g,
+                                   int64_t ft, T* wv, T* wsum) {
+  constexpr int NF = fvec_nf<T>();
+  constexpr int64_t KB = 64;
+  const int64_t K = s.k(), cout_g = s.cout_g(), f0 = ft * NF;
+  const int nf = (int)std::min<int64_t>(NF, cout_g - f0);
+  const T* rs = row_shift ? row_shift + g * K : nullptr;
+  const T* src = w + (g * cout_g + f0) * K;
+  double total[NF] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += KB) {
+    const int64_t k1 = std::min(K, k0 + KB);
+    for (int i = 0; i < nf; ++i) {
+      T part = 0;
+      for (int64_t k = k0; k < k1; ++k) {
+        const T v = src[i * K + k] - (rs ? rs[k] : T(0));
+        wv[k * NF + i] = v;
+        part += v;
+      }
+      total[i] += part;
+    }
+    for (int i = nf; i < NF; ++i)
+      for (int64_t k = k0; k < k1; ++k) wv[k * NF + i] = T(0);
+  }
+  for (int i = 0; i < nf; ++i) wsum[g * cout_g + f0 + i] = (T)total[i];
+}
+
+// Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
+// patch origin at xg + pos[q]. K blocks outermost, then position tiles.
+// yc: ceil((p1 - p0) / MP) * MP rows of NF.
+template <typename T>
+inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
+                              int64_t p1, const int64_t* off, const T* wv,
+                              int64_t K, bool use_min, T* yc) {
+  constexpr int MP = kFvecMP, NF = fvec_nf<T>();
+  const int64_t np = p1 - p0;
+  for (int64_t k0 = 0; k0 < K; k0 += kFvecKC) {
+    const int64_t kc = std::min(kFvecKC, K - k0);
+    for (int64_t p = 0; p < np; p += MP) {
+      const T* xr[MP];
+      for (int i = 0; i < MP; ++i)
+        xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
+      if (use_min)
+        forward_fvec_tile<T, MP, true>(kc, wv + k0 * NF, off + k0, xr,
+                                       yc + p * NF, k0 == 0);
+      else
+        forward_fvec_tile<T, MP, false>(kc, wv + k0 * NF, off + k0, xr,
+                                        yc + p * NF, k0 == 0);
+    }
   }
 }
 

@@ -110,17 +110,35 @@ PATH_CASES = {
     'small map: forward packed, input gradient in place': dict(
         c=8, cout=16, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         groups=1, h=4, w=4),
-    'in place, 64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
-                                             stride=(1, 1), padding=(0, 0),
-                                             groups=1, h=9, w=17),
+    # 64 filters: by filters with AVX-512, in place with AVX2.
+    '64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
+                                   stride=(1, 1), padding=(0, 0),
+                                   groups=1, h=9, w=17),
     'packed, 1x1': dict(c=24, cout=16, kernel=(1, 1), stride=(1, 1),
                         padding=(0, 0), groups=1, h=7, w=9),
-    'in place, 128 filters': dict(c=6, cout=128, kernel=(3, 3),
-                                  stride=(1, 1), padding=(1, 1), groups=1,
-                                  h=8, w=8),
-    'packed (in place with AVX-512), 129 filters': dict(
+    # Few positions (2 x 3 x 3 < 64): in place, not by filters.
+    'in place, 128 filters, 3x3 map': dict(c=6, cout=128, kernel=(3, 3),
+                                           stride=(1, 1), padding=(1, 1),
+                                           groups=1, h=3, w=3),
+    # The forward by filters (>= 64 filters a group with AVX-512, >= 128
+    # with AVX2, >= 64 outputs): 130 filters a group, tiles of 32 (16 with
+    # AVX2) with 2 left over; 2 x 5 x 11 outputs in tiles of 7 (6) positions
+    # with a short last one; strided and dilated.
+    'by filters, groups, stride (2, 1), dilated, tail tiles': dict(
+        c=4, cout=260, kernel=(3, 3), stride=(2, 1), padding=(1, 2),
+        dilation=(1, 2), groups=2, h=9, w=11),
+    # Fewer filter tiles than 4 tasks a thread: chunks of positions too.
+    'by filters, position chunks': dict(
+        c=3, cout=128, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=10, w=10, threads=2),
+    # With AVX2 more than 128 filters leave the in-place kernels: by filters
+    # here, packed below 64 outputs.
+    '129 filters (AVX2: by filters)': dict(
         c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         groups=1, h=8, w=8),
+    '129 filters, few outputs (AVX2: packed)': dict(
+        c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=5, w=5),
     # Strided forwards in place, in stride phases (16 x 17 positions
     # computed for 16 x 16 outputs; 9 x 23 for 9 x 21).
     'in place, stride 2 (phases)': dict(c=10, cout=16, kernel=(3, 3),
@@ -607,6 +625,50 @@ def test_non_finite_filter_past_the_shift_sample(cpu_isa, stride):
     keep = [t for t in range(40) if t != 30]
     r = ref.adder2d_forward(x, w[keep], (stride,) * 2, (1, 1), (1, 1), 1)
     assert rel_err(y[:, keep], r) < TOL[torch.float64]
+
+
+# The forward by filters (>= 128 filters and >= 64 outputs: taken with the
+# AVX-512 and AVX2 kernels) on the cases above: non-finite values and a
+# shared offset.
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), float('-inf')])
+def test_forward_by_filters_non_finite_input(cpu_isa, bad):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(130, 3, 3, 3, generator=g, dtype=torch.float64)
+    x[1, 2, 4, 5] = bad
+    y = adder2d(x, w, padding=1)
+    expect = torch.zeros(2, 130, 8, 8, dtype=torch.bool)
+    expect[1, :, 3:6, 4:7] = True
+    assert torch.equal(~torch.isfinite(y), expect)
+    if bad != bad:
+        assert torch.isnan(y[expect]).all()
+    else:
+        assert (y[expect] == float('-inf')).all()
+    r = ref.adder2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)
+    assert rel_err(y[~expect], r[~expect]) < TOL[torch.float64]
+
+
+def test_forward_by_filters_non_finite_filter(cpu_isa):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, 8, generator=g)
+    w = torch.randn(130, 3, 3, 3, generator=g)
+    w[100, 1, 0, 2] = float('inf')
+    y = adder2d(x, w, padding=1)
+    assert (y[:, 100] == float('-inf')).all()
+    keep = [t for t in range(130) if t != 100]
+    r = ref.adder2d_forward(x.double(), w[keep].double(), (1, 1), (1, 1),
+                            (1, 1), 1)
+    assert rel_err(y[:, keep].double(), r) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize('offset', [0., 1000.])
+def test_forward_by_filters_shared_offset(cpu_isa, offset):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 16, 8, 8, generator=g) + offset
+    w = torch.randn(128, 16, 3, 3, generator=g) + offset
+    y = adder2d(x, w, padding=1).double()
+    r = ref.adder2d_forward(x.double(), w.double(), (1, 1), (1, 1), (1, 1), 1)
+    assert ((y - r).abs() / r.abs()).max() < 1e-5
 
 
 def test_non_contiguous_inputs():
