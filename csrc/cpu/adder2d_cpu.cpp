@@ -15,7 +15,9 @@
 //   blocks of panels, and of filters too where the panels are few. Layers
 //   with few filters (any number with AVX-512) read the padded input in
 //   place instead, strided ones split into stride phases where the map is
-//   wide enough.
+//   wide enough. Layers with many filters and enough outputs run "by
+//   filters" on that padded input: vectors of filters against broadcast
+//   input values, computing only the valid outputs.
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
