@@ -327,19 +327,20 @@ void check_cpu(const at::Tensor& t, const char* name) {
               "; the CPU kernels take float32 or float64");
 }
 
+template <typename T>
+void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
+                        const double* csum, const T* wv, const T* wsum, T* y,
+                        const Adder2dShape& s, int64_t cstride, int64_t wq);
+
 // Forward without packing (see forward_implicit_chunk_impl): pads and
 // shifts the input once, splitting each channel into its sh x sw stride
 // phases (padded row r goes to phase row r / sh of phase r % sh, columns
 // alike), so that a strided layer's output positions read consecutive
 // values of each phase as a stride-1 layer's read the plane; sums it over
 // each group's channels; then runs tasks of (sample, group, chunk of
-// phase-pitch positions). shift: per (group, channel), null when the
-// filters are not finite (direct form, unshifted).
-template <typename T>
-void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
-                        const double* csum, const T* wv, const T* wsum, T* y,
-                        const Adder2dShape& s, int64_t cstride, int64_t wq);
-
+// phase-pitch positions), or with by_filters forward_by_filters' tasks
+// (wpk then in pack_filters_fvec_impl's layout). shift: per (group,
+// channel), null when the filters are not finite (direct form, unshifted).
 template <typename T>
 void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                       T* y, const Adder2dShape& s, bool by_filters) {
@@ -427,7 +428,8 @@ template <typename T>
 void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
                         const double* csum, const T* wv, const T* wsum, T* y,
                         const Adder2dShape& s, int64_t cstride, int64_t wq) {
-  const int64_t NF = ADDER_PICK_ISA(fvec_nf<T>)(), MP = ADDER_PICK_ISA(fvec_mp)();
+  const int64_t NF = ADDER_PICK_ISA(fvec_nf<T>)();
+  const int64_t MP = ADDER_PICK_ISA(fvec_mp)();
   const int64_t L = s.l(), P = s.n * L, K = s.k(), taps = s.taps();
   const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
   const int64_t ftiles = (cout_g + NF - 1) / NF;
@@ -458,11 +460,12 @@ void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
   // fewer than 4 tasks a thread: each chunk reads the tile's filters again.
   const int64_t threads = at::get_num_threads();
   const int64_t ptiles = (P + MP - 1) / MP;
-  const int64_t want = (4 * threads + s.groups * ftiles - 1) / (s.groups * ftiles);
+  const int64_t tiles = s.groups * ftiles;
+  const int64_t want = (4 * threads + tiles - 1) / tiles;
   const int64_t per = (ptiles + want - 1) / want * MP;
   const int64_t chunks = (P + per - 1) / per;
   const auto fn = ADDER_PICK_ISA(forward_fvec_impl<T>);
-  at::parallel_for(0, s.groups * ftiles * chunks, 1, [&](int64_t b, int64_t e) {
+  at::parallel_for(0, tiles * chunks, 1, [&](int64_t b, int64_t e) {
     T* yc = scratch<T>((per + MP) * NF);
     for (int64_t task = b; task < e; ++task) {
       const int64_t gf = task / chunks, g = gf / ftiles, f0 = gf % ftiles * NF;
