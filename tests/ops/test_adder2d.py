@@ -94,7 +94,9 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # layer's forward reads its input split into stride phases in place too,
 # where that computes at most 1.2x its outputs (wide enough maps), and its
 # input gradient runs phase by phase where that computes at most 1.2x its
-# input positions.
+# input positions. Before all of these, the forward of layers with taps > 1,
+# >= 64 filters a group (AVX-512; 128 with AVX2) and >= 64 outputs runs by
+# filters (vectors of filters, only the valid outputs).
 # Random cases rarely reach some corners of the choice, so each gets a case
 # here.
 PATH_CASES = {
