@@ -665,32 +665,59 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
 // (sample, channel), set where that fails. Trained filters practically
 // never equal an activation (nor are they exactly 0, the commonest input),
 // so flags are rare; the check must only be cheap next to the R = cout_g *
-// taps terms each input value costs: a bitmap of the channel's filter
-// values (hash bits, about 64 bits a value; bit 0 only for +-0) answers
-// nearly every value, and a set bit is confirmed or refuted by scanning the
-// channel's filter values. wc: each channel's R filter values contiguous,
-// [groups][cin_g][R] (both input-gradient paths have them so).
+// taps terms each input value costs: a bitmap of one side's values (hash
+// bits, about 64 bits a value; bit 0 only for +-0) answers nearly every
+// value of the other side, scanned 16 (AVX2 8) a step, and a set bit is
+// confirmed or refuted by a scan of the mapped values. The map holds the
+// smaller side: a channel's filter values (R) on large maps, its input
+// values (N x H x W, every sample) on small ones, where inserting R values
+// one at a time cost more than the fast tile saved (ResNet-50's 7x7 stage
+// at batch 2: 98 input values against 4608 filter values a channel).
+// wc: each channel's R filter values contiguous, [groups][cin_g][R] (both
+// input-gradient paths have them so).
+int map_bits(int64_t values) {
+  int bits = 12;
+  while ((int64_t(1) << bits) < 64 * values && bits < 17) ++bits;
+  return bits;
+}
 template <typename T>
 std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
                                        const Adder2dShape& s) {
   const int64_t R = s.cout_g() * s.taps(), HW = s.h * s.w;
-  int bits = 12;
-  while ((int64_t(1) << bits) < 64 * R && bits < 17) ++bits;
+  const bool map_inputs = s.n * HW < R;
+  const int bits = map_bits(map_inputs ? s.n * HW : R);
   // -0 and +0 compare equal: both map to the bits of +0 (tie_key).
   const auto scan = ADDER_PICK_ISA(tie_scan<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
+  auto insert = [bits](std::vector<uint64_t>& map, const T* v, int64_t count) {
+    bool nan = false;
+    for (int64_t r = 0; r < count; ++r) {
+      const auto i = generic::tie_index<T>(generic::tie_key(v[r]), bits);
+      map[i >> 6] |= uint64_t(1) << (i & 63);
+      nan = nan || v[r] != v[r];
+    }
+    return nan;
+  };
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
     for (int64_t c = b; c < e; ++c) {
       const T* f = wc + c * R;
       std::fill(map.begin(), map.end(), 0);
-      bool nan = false;
-      for (int64_t r = 0; r < R; ++r) {
-        const auto i = generic::tie_index<T>(generic::tie_key(f[r]), bits);
-        map[i >> 6] |= uint64_t(1) << (i & 63);
-        nan = nan || f[r] != f[r];
+      if (map_inputs) {
+        for (int64_t n = 0; n < s.n; ++n)
+          tie[n * s.c + c] = insert(map, x + (n * s.c + c) * HW, HW);
+        // Candidate filter values (set bits, NaN): a NaN flags every
+        // sample, a value each sample holding it.
+        for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
+             q = scan(f, q + 1, R, map.data(), bits))
+          for (int64_t n = 0; n < s.n; ++n) {
+            uint8_t& flag = tie[n * s.c + c];
+            flag = flag || f[q] != f[q] || in(x + (n * s.c + c) * HW, HW, f[q]);
+          }
+        continue;
       }
+      const bool nan = insert(map, f, R);
       for (int64_t n = 0; n < s.n; ++n) {
         bool hit = nan;
         const T* p = x + (n * s.c + c) * HW;
@@ -710,10 +737,13 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // time); from 288 terms on it gains (32 filters: 1.0-1.08x, 64: 1.25-1.32x;
 // docs/benchmarks.md). With few positions per channel (ResNet-50's last
 // stages at 224x224) the per-filter part of the check outweighs the gain.
-// AVX-512 (the exact tile 3 instructions a term, the fast one 2): at 392
-// positions (ResNet-50's 14x14 stage at batch 2) the fast tile gained
-// 14-19% on two of three layers and lost 3-4% on the third; at 98 it lost
-// on two of three.
+// AVX-512 (the exact tile 3 instructions a term, the fast one 2), with the
+// check mapping the smaller side (session 15; before, it always mapped the
+// filter values, and the fast tile lost at 98 positions a channel): the
+// fast tile took 0.85-0.95x the exact tile's time on ResNet-50's stride-1
+// layers at 7x7 (98 positions at batch 2; 49 at batch 1: 0.86-0.94x) and
+// the main job's 3x3 at 8x8, batch 1 (64 positions, 576 terms: 0.83x);
+// only 64 terms at 64 positions lost (the main job's 1x1 at 8x8: 1.3x).
 // AVX2 on Intel cores (measured on an AVX-512 Xeon running the AVX2 build,
 // session 12, tools/benchmark_sign_rule.py: `always` against `never`): the
 // fast tile with the vectorized check took 0.50-0.91x the exact tile's
@@ -740,19 +770,19 @@ int64_t sign_fast_min_terms() {
 }
 int64_t sign_fast_min_positions() {
   if (avx2_on_intel()) return 0;
-  return active_isa() == kAvx512 ? 256 : 512;
+  return active_isa() == kAvx512 ? 64 : 512;
 }
 // Strided layers: the fast tile saves per position a stride phase computes
 // (N x H x W / (sh x sw) of them), so their threshold counts those.
-// AVX-512 (set_sign_fast_mode `always` against `never`, session 14): the
-// fast tile took 0.75-0.95x the exact tile's time from 512 positions a
-// phase (ResNet-50's 128-filter 3x3/2 layer at 56x56 in, batch 2: 1568 a
-// phase, 0.89-0.94x; the main job's 3x3/2 layers at batch 8: 512-8192,
-// 0.75-0.95x); at 392 a phase level (ResNet-50's s3 3x3/2 and 1x1/2:
-// 0.91-1.01x, tools/benchmark_sign_rule.py); below, slower (200: 1.15x,
-// 98: 1.2-1.4x). AVX2: as stride 1.
+// AVX-512 (set_sign_fast_mode `always` against `never`, session 15, with
+// the check above): the fast tile took 0.85-0.97x the exact tile's time
+// from 256 positions a phase (the main job's 3x3/2 layers at 32x32 in,
+// batch 1; ResNet-50's s2 and s3 3x3/2 and 1x1/2 at batch 2, 392-784 a
+// phase); below, level on ResNet-50's layers (49-196 a phase: 0.93-1.03x)
+// and up to 1.4x slower on the main job's small 1x1/2 and P6/P7 layers
+// (16-64 a phase). AVX2: as stride 1.
 int64_t sign_fast_min_phase_positions() {
-  return active_isa() == kAvx512 ? 512 : 0;
+  return active_isa() == kAvx512 ? 256 : 0;
 }
 
 // set_sign_fast_mode: auto (the thresholds above), always (any layer, still

@@ -234,6 +234,36 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
 
 
+# (maps, filters): few input values a channel against many filter values
+# (the tie check maps the inputs) and the other way round (it maps the
+# filters).
+@pytest.mark.parametrize('hw,cout', [(4, 64), (16, 8)])
+def test_sign_rule_fast_tile_sees_nan(cpu_isa, hw, cout):
+    """A NaN input or filter value has no sign: the fast tile (which
+    assumes w > x or w < x) must leave the (sample, channel) pairs it
+    touches to the exact tile, whichever side the tie check maps, so the
+    fast mode gives the exact mode's result there (where it did not, the
+    fast tile's 2 sum[w > x] g - sum g counts NaN as below every filter)."""
+    ext = _backend.load_extension()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 8, hw, hw, generator=g)
+    w = torch.randn(cout, 8, 3, 3, generator=g)
+    x[1, 2, hw // 2, 1] = float('nan')
+    w[cout // 2, 5, 2, 0] = float('nan')
+    go = torch.randn(2, cout, hw, hw, generator=g)
+    out = {}
+    try:
+        for mode in ('always', 'never'):
+            ext.set_sign_fast_mode(mode)
+            out[mode] = torch.ops.adder_det.adder2d_backward_input(
+                go, x, w, [1, 1], [1, 1], [1, 1], 1, True)
+    finally:
+        ext.set_sign_fast_mode('auto')
+    for n, c in ((1, 2), (0, 5), (1, 5), (0, 2)):
+        err = rel_err(out['always'][n, c], out['never'][n, c])
+        assert err < TOL[torch.float32], f'sample {n} channel {c}: {err:.1e}'
+
+
 def test_cpu_isa_choice(compiled):
     """The kernels run the best instruction set the CPU has unless capped;
     a name the CPU cannot run is refused by name, at once or from
