@@ -713,7 +713,8 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
              q = scan(f, q + 1, R, map.data(), bits))
           for (int64_t n = 0; n < s.n; ++n) {
             uint8_t& flag = tie[n * s.c + c];
-            flag = flag || f[q] != f[q] || in(x + (n * s.c + c) * HW, HW, f[q]);
+            flag = flag || f[q] != f[q] ||
+                   in(x + (n * s.c + c) * HW, HW, f[q]);
           }
         continue;
       }
@@ -736,14 +737,17 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
 // over 144 terms (16 filters x 3x3: measured 0.84-1.14x the exact tile's
 // time); from 288 terms on it gains (32 filters: 1.0-1.08x, 64: 1.25-1.32x;
 // docs/benchmarks.md). With few positions per channel (ResNet-50's last
-// stages at 224x224) the per-filter part of the check outweighs the gain.
+// stages at 224x224) the per-filter part of the check outweighed the gain
+// (measured on AMD with the check that always mapped the filter values;
+// not re-timed there since).
 // AVX-512 (the exact tile 3 instructions a term, the fast one 2), with the
 // check mapping the smaller side (session 15; before, it always mapped the
 // filter values, and the fast tile lost at 98 positions a channel): the
 // fast tile took 0.85-0.95x the exact tile's time on ResNet-50's stride-1
-// layers at 7x7 (98 positions at batch 2; 49 at batch 1: 0.86-0.94x) and
-// the main job's 3x3 at 8x8, batch 1 (64 positions, 576 terms: 0.83x);
-// only 64 terms at 64 positions lost (the main job's 1x1 at 8x8: 1.3x).
+// layers at 7x7 (98 positions at batch 2) and the main job's 3x3 at 8x8,
+// batch 1 (64 positions, 576 terms: 0.83x); only 64 terms at 64 positions
+// lost (the main job's 1x1 at 8x8: 1.3x). At 49 (7x7, batch 1) 0.85-1.04x
+// over two runs: left exact.
 // AVX2 on Intel cores (measured on an AVX-512 Xeon running the AVX2 build,
 // session 12, tools/benchmark_sign_rule.py: `always` against `never`): the
 // fast tile with the vectorized check took 0.50-0.91x the exact tile's
