@@ -293,6 +293,24 @@ bool use_forward_by_filters(const Adder2dShape& s) {
   return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64;
 }
 
+// The sign rule's input gradient by input channels
+// (backward_input_by_channels) where the fast tile runs on a stride-1
+// layer in place. Against the in-place tiles (session 15, post-ReLU
+// inputs, batch 2 unless said, alternated runs, input gradient ms):
+// AVX-512, 512 channels 3x3 at 7x7 5.38-5.58 -> 4.68, 128 at 8x8 batch 8
+// 1.36 -> 1.14, 256 at 14x14 3.71-3.84 -> 3.58-3.66, 128 at 28x28 3.60 ->
+// 3.51-3.58; at 16x16 batch 8 level, and slower on large maps (64 at 56x56
+// level to 1.08x, at 32x32 batch 8 4.49-4.52 -> 5.47-5.50): the packing
+// and its per-lane tie check cost a pass over the filters and inputs that
+// the in-place tiles' pitch waste (7x7 1.29x, 28x28 1.07x) no longer
+// repays. So up to 1024 input positions (N x H x W), from 64 channels a
+// group (32 a block). AVX2 (16 channels a vector) 0.9-0.99x on the small
+// maps, not enough over the host's noise: kept in place.
+bool use_backward_by_channels(const Adder2dShape& s) {
+  return s.sh == 1 && s.sw == 1 && active_isa() == kAvx512 &&
+         s.cin_g() >= 64 && s.n * s.h * s.w <= 1024;
+}
+
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
 // buffer per call costs page faults that rival the arithmetic. Tag: one
 // buffer per use that may be live at the same time in the same thread.
@@ -680,6 +698,17 @@ int map_bits(int64_t values) {
   while ((int64_t(1) << bits) < 64 * values && bits < 17) ++bits;
   return bits;
 }
+// Sets the map bits of `count` values; whether one is NaN.
+template <typename T>
+bool insert_tie_keys(uint64_t* map, int bits, const T* v, int64_t count) {
+  bool nan = false;
+  for (int64_t r = 0; r < count; ++r) {
+    const auto i = generic::tie_index<T>(generic::tie_key(v[r]), bits);
+    map[i >> 6] |= uint64_t(1) << (i & 63);
+    nan = nan || v[r] != v[r];
+  }
+  return nan;
+}
 template <typename T>
 std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
                                        const Adder2dShape& s) {
@@ -689,15 +718,6 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
   // -0 and +0 compare equal: both map to the bits of +0 (tie_key).
   const auto scan = ADDER_PICK_ISA(tie_scan<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
-  auto insert = [bits](std::vector<uint64_t>& map, const T* v, int64_t count) {
-    bool nan = false;
-    for (int64_t r = 0; r < count; ++r) {
-      const auto i = generic::tie_index<T>(generic::tie_key(v[r]), bits);
-      map[i >> 6] |= uint64_t(1) << (i & 63);
-      nan = nan || v[r] != v[r];
-    }
-    return nan;
-  };
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
@@ -706,7 +726,7 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
       std::fill(map.begin(), map.end(), 0);
       if (map_inputs) {
         for (int64_t n = 0; n < s.n; ++n)
-          tie[n * s.c + c] = insert(map, x + (n * s.c + c) * HW, HW);
+          tie[n * s.c + c] = insert_tie_keys(map.data(), bits, x + (n * s.c + c) * HW, HW);
         // Candidate filter values (set bits, NaN): a NaN flags every
         // sample, a value each sample holding it.
         for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
@@ -718,7 +738,7 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
           }
         continue;
       }
-      const bool nan = insert(map, f, R);
+      const bool nan = insert_tie_keys(map.data(), bits, f, R);
       for (int64_t n = 0; n < s.n; ++n) {
         bool hit = nan;
         const T* p = x + (n * s.c + c) * HW;
@@ -807,19 +827,21 @@ namespace {
 // The tie flags for the input gradient's fast sign tile, or none (empty)
 // where it does not run: hardtanh rule, too few terms or positions, every
 // pair tied. wc as for sign_tie_channels.
-template <typename T>
-std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
-                                    const Adder2dShape& s, bool sign_grad) {
+bool sign_fast_runs(const Adder2dShape& s, bool sign_grad) {
   // Terms an input value meets: each is in about taps / (sh sw) patches.
   const int mode = sign_fast_mode_index.load();
   const SignFastThresholds t = sign_fast_thresholds();
-  if (!sign_grad || mode == kSignFastNever ||
-      (mode == kSignFastAuto &&
-       (s.cout_g() * s.taps() < t.min_terms * s.sh * s.sw ||
-        s.n * s.h * s.w < t.min_positions ||
-        (s.sh * s.sw > 1 &&
-         s.n * s.h * s.w < t.min_phase_positions * s.sh * s.sw))))
-    return {};
+  return sign_grad && mode != kSignFastNever &&
+         (mode == kSignFastAlways ||
+          (s.cout_g() * s.taps() >= t.min_terms * s.sh * s.sw &&
+           s.n * s.h * s.w >= t.min_positions &&
+           (s.sh * s.sw == 1 ||
+            s.n * s.h * s.w >= t.min_phase_positions * s.sh * s.sw)));
+}
+template <typename T>
+std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
+                                    const Adder2dShape& s, bool sign_grad) {
+  if (!sign_fast_runs(s, sign_grad)) return {};
   std::vector<uint8_t> tie = sign_tie_channels(x, wc, s);
   if (std::all_of(tie.begin(), tie.end(), [](uint8_t f) { return f; }))
     tie.clear();
@@ -838,6 +860,164 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
     for (int64_t ng = b; ng < e; ++ng)
       sum(go + ng * cout_g * plane, cout_g, plane, dst + ng * plane);
   });
+}
+
+// The sign rule's input gradient by input channels (backward_input_cvec_tile)
+// for a stride-1 layer. gp: the padded output gradient [N][Cout][hg][wg]
+// and gsum its sum over each group's filters, as backward_input_implicit
+// builds them; goff: term r's offset in gp from a position h * wg + w. The
+// input values are laid out as [groups][channel block][N x H x W
+// positions][NC] and the filters as [groups][channel block][R][NC] (zeros
+// past the group's channels), and the tie check reads them so (no filters
+// laid out by channel as the in-place tiles need). The (sample, channel)
+// pairs it flags are recomputed by the exact tile one at a time; with more
+// than 1 in 16 flagged (integer test data) it returns false, computing
+// nothing, and the caller takes the in-place tiles. Tasks of (group,
+// channel block, chunk of positions), samples back to back.
+template <typename T>
+bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
+                                const T* w, const int64_t* goff, T* gx,
+                                const Adder2dShape& s, int64_t hg,
+                                int64_t wg) {
+  const int64_t NC = ADDER_PICK_ISA(cvec_nc<T>)();
+  const int64_t MP = ADDER_PICK_ISA(cvec_mp)();
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), taps = s.taps();
+  const int64_t R = cout_g * taps, HW = s.h * s.w, P = s.n * HW;
+  const int64_t gplane = hg * wg, cblocks = (cin_g + NC - 1) / NC;
+  const int64_t blocks = s.groups * cblocks;
+  T* const xt = scratch<T, 10>(blocks * P * NC);
+  T* const wv = scratch<T, 11>(blocks * R * NC);
+  const auto pack = ADDER_PICK_ISA(pack_cvec_impl<T>);
+  const auto scan = ADDER_PICK_ISA(tie_scan_lanes<T>);
+  const auto in = ADDER_PICK_ISA(tie_in<T>);
+  // The tie check maps the smaller side, as sign_tie_channels: with fewer
+  // input values than filter values a channel, every lane's input values
+  // (scanning the packed filters lane by lane), else one channel's filter
+  // values at a time (scanning each sample's input values).
+  const bool map_inputs = P < R;
+  const int bits = map_bits(map_inputs ? P : R);
+  const int64_t words = (int64_t(1) << bits) / 64;
+  const auto scan_inputs = ADDER_PICK_ISA(tie_scan<T>);
+  std::vector<uint8_t> tie(s.n * s.c, 0);  // per (sample, channel)
+  at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
+    std::vector<uint64_t> maps((map_inputs ? NC : 1) * words);
+    std::vector<T> fj(map_inputs ? 0 : R);
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t g = blk / cblocks, c0 = blk % cblocks * NC;
+      const int64_t nc = std::min(NC, cin_g - c0);
+      const T* xc = x + (g * cin_g + c0) * HW;  // sample 0, first channel
+      T* wd = wv + blk * R * NC;
+      pack(w + (g * cout_g * cin_g + c0) * taps, xc, cout_g, cin_g, taps, nc,
+           s.n, s.c, HW, wd, xt + blk * P * NC);
+      uint8_t* flag = tie.data() + g * cin_g + c0;  // sample 0
+      if (!map_inputs) {
+        for (int64_t j = 0; j < nc; ++j) {
+          for (int64_t r = 0; r < R; ++r) fj[r] = wd[r * NC + j];
+          std::fill(maps.begin(), maps.end(), 0);
+          const bool nan = insert_tie_keys(maps.data(), bits, fj.data(), R);
+          for (int64_t n = 0; n < s.n; ++n) {
+            const T* p = xc + (n * s.c + j) * HW;
+            bool hit = nan;
+            const uint64_t* map = maps.data();
+            for (int64_t q = scan_inputs(p, 0, HW, map, bits); q < HW && !hit;
+                 q = scan_inputs(p, q + 1, HW, map, bits))
+              hit = p[q] != p[q] || in(fj.data(), R, p[q]);
+            flag[n * s.c + j] = hit;
+          }
+        }
+        continue;
+      }
+      std::fill(maps.begin(), maps.end(), 0);
+      for (int64_t j = 0; j < nc; ++j)
+        for (int64_t n = 0; n < s.n; ++n)
+          flag[n * s.c + j] = insert_tie_keys(maps.data() + j * words, bits,
+                                              xc + (n * s.c + j) * HW, HW);
+      // Candidates: a NaN filter value (every sample), or one a sample's
+      // channel holds (that sample).
+      const uint64_t* map = maps.data();
+      for (int64_t q = scan(wd, 0, R * NC, map, words, bits); q < R * NC;
+           q = scan(wd, q + 1, R * NC, map, words, bits)) {
+        const T v = wd[q];
+        const int64_t j = q % NC;
+        for (int64_t n = 0; n < s.n; ++n) {
+          uint8_t& f = flag[n * s.c + j];
+          f = f || v != v || in(xc + (n * s.c + j) * HW, HW, v);
+        }
+      }
+    }
+  });
+  // Pairs with a tie take the exact tile afterwards, one at a time; with
+  // many (test data, integer inputs) the in-place tiles are faster.
+  const int64_t flagged = std::count(tie.begin(), tie.end(), 1);
+  if (flagged * 16 > s.n * s.c) return false;
+  // Per (group, position): the output gradient summed over its terms.
+  std::vector<T> gtot(s.groups * P);
+  at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t gn = b; gn < e; ++gn) {
+      const int64_t g = gn / s.n, n = gn % s.n;
+      const T* gs = gsum + (n * s.groups + g) * gplane;
+      for (int64_t q = 0; q < HW; ++q) {
+        const int64_t lq = q / s.w * wg + q % s.w;
+        T acc = 0;
+        for (int64_t tap = 0; tap < taps; ++tap) acc += gs[lq + goff[tap]];
+        gtot[g * P + n * HW + q] = acc;
+      }
+    }
+  });
+  std::vector<int64_t> gpos(P);
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t h = 0; h < s.h; ++h)
+      for (int64_t w = 0; w < s.w; ++w)
+        gpos[n * HW + h * s.w + w] = n * s.cout * gplane + h * wg + w;
+  // Position chunks (multiples of MP) only where the channel blocks are
+  // fewer than 4 tasks a thread: each chunk reads the block's filters again.
+  const int64_t threads = at::get_num_threads();
+  const int64_t ptiles = (P + MP - 1) / MP;
+  const int64_t want = (4 * threads + blocks - 1) / blocks;
+  const int64_t per = (ptiles + want - 1) / want * MP;
+  const int64_t chunks = (P + per - 1) / per;
+  const auto fn = ADDER_PICK_ISA(backward_input_cvec_impl<T>);
+  at::parallel_for(0, blocks * chunks, 1, [&](int64_t b, int64_t e) {
+    T* out = scratch<T>((per + MP) * NC);
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t blk = task / chunks, g = blk / cblocks;
+      const int64_t c0 = blk % cblocks * NC, nc = std::min(NC, cin_g - c0);
+      const int64_t q0 = task % chunks * per, q1 = std::min(P, q0 + per);
+      fn(gp + g * cout_g * gplane, gpos.data(), xt + blk * P * NC, q0, q1,
+         goff, wv + blk * R * NC, R, out);
+      for (int64_t q = q0; q < q1; ++q) {
+        const T* a = out + (q - q0) * NC;
+        const T tot = gtot[g * P + q];
+        T* d = gx + (q / HW * s.c + g * cin_g + c0) * HW + q % HW;
+        for (int64_t j = 0; j < nc; ++j) d[j * HW] = T(2) * a[j] - tot;
+      }
+    }
+  });
+  if (flagged == 0) return true;
+  std::vector<int64_t> pairs;
+  for (int64_t i = 0; i < s.n * s.c; ++i)
+    if (tie[i]) pairs.push_back(i);
+  const auto exact = ADDER_PICK_ISA(backward_input_exact_channel_impl<T>);
+  const int64_t NR = ADDER_PICK_ISA(bwd_nr<T, true>)();
+  at::parallel_for(0, (int64_t)pairs.size(), 1, [&](int64_t b, int64_t e) {
+    T* xrow = scratch<T>(s.h * wg + 2 * NR + R);
+    T* wrow = xrow + s.h * wg + 2 * NR;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t n = pairs[i] / s.c, c = pairs[i] % s.c;
+      const int64_t g = c / cin_g, cg = c % cin_g;
+      std::fill(xrow, xrow + s.h * wg + 2 * NR, T(0));
+      for (int64_t h = 0; h < s.h; ++h)
+        std::copy(x + (pairs[i] * s.h + h) * s.w,
+                  x + (pairs[i] * s.h + h + 1) * s.w, xrow + h * wg);
+      for (int64_t t = 0; t < cout_g; ++t)
+        for (int64_t tap = 0; tap < taps; ++tap)
+          wrow[t * taps + tap] =
+              w[((g * cout_g + t) * cin_g + cg) * taps + tap];
+      exact(gp + (n * s.cout + g * cout_g) * gplane, goff, R, wrow, xrow, s.h,
+            s.w, wg, gx + pairs[i] * HW);
+    }
+  });
+  return true;
 }
 
 // Input gradient in place (see backward_input_implicit_chunk_impl), by
@@ -886,6 +1066,34 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       xtotal += s.n * s.c * r.count * wg;
       wtotal += s.groups * cin_g * cout_g * pt_taps;
     }
+  // The offsets of each phase's terms in gp.
+  std::vector<std::vector<int64_t>> goff(phases.size());
+  for (size_t pi = 0; pi < phases.size(); ++pi) {
+    const Phase& p = phases[pi];
+    const int64_t pt_taps = p.plane.taps;
+    std::vector<int64_t>& off = goff[pi];
+    off.resize(cout_g * pt_taps);
+    for (int64_t t = 0; t < cout_g; ++t) {
+      int64_t k = 0;
+      for (size_t u = 0; u < p.r->taps.size(); ++u)
+        for (size_t v = 0; v < p.c->taps.size(); ++v, ++k)
+          off[t * pt_taps + k] = t * gplane + (p.r->off[u] + pt) * wg +
+                                 p.c->off[v] + pl;
+    }
+  }
+  // Sign rule's fast tile: the output gradient summed over each group's
+  // filters; stride 1 by input channels where that applies (it checks for
+  // ties itself, without the layouts below).
+  const bool one = phases.size() == 1 && phases[0].plane.taps == taps;
+  T* gsum = nullptr;
+  if (sign_fast_runs(s, kSign)) {
+    gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
+    sum_over_filters(gp, s, gplane, gsum);
+    if (one && use_backward_by_channels(s) &&
+        backward_input_by_channels(gp, gsum, x, w, goff[0].data(), gx, s, hg,
+                                   wg))
+      return;
+  }
   T* const xq = scratch_with_slack<T, 3>(xtotal, slack);
   at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
     for (const Phase& p : phases) {
@@ -921,28 +1129,17 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       }
     }
   });
-  // Each phase's share of those filter values (its taps; a single phase
-  // with every tap uses wr itself), and the offsets of its terms in gp.
-  const bool one = phases.size() == 1 && phases[0].plane.taps == taps;
+  // Each phase's share of the filter values (its taps; a single phase
+  // with every tap uses wr itself).
   T* const wph = one ? wr : scratch<T, 9>(std::max<int64_t>(wtotal, 1));
-  std::vector<std::vector<int64_t>> goff(phases.size());
-  for (size_t pi = 0; pi < phases.size(); ++pi) {
+  for (size_t pi = 0; pi < phases.size() && !one; ++pi) {
     const Phase& p = phases[pi];
     const int64_t pt_taps = p.plane.taps;
+    if (pt_taps == 0) continue;
     std::vector<int64_t> tap_index;
     for (size_t u = 0; u < p.r->taps.size(); ++u)
       for (size_t v = 0; v < p.c->taps.size(); ++v)
         tap_index.push_back(p.r->taps[u] * s.kw + p.c->taps[v]);
-    std::vector<int64_t>& off = goff[pi];
-    off.resize(cout_g * pt_taps);
-    for (int64_t t = 0; t < cout_g; ++t) {
-      int64_t k = 0;
-      for (size_t u = 0; u < p.r->taps.size(); ++u)
-        for (size_t v = 0; v < p.c->taps.size(); ++v, ++k)
-          off[t * pt_taps + k] = t * gplane + (p.r->off[u] + pt) * wg +
-                                 p.c->off[v] + pl;
-    }
-    if (one || pt_taps == 0) continue;
     at::parallel_for(0, s.groups * cin_g, 16, [&](int64_t b, int64_t e) {
       for (int64_t gc = b; gc < e; ++gc) {
         const T* src = wr + gc * R;
@@ -962,14 +1159,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
         for (int64_t k = 0; k < q.cols; ++k)
           gx[(nc * s.h + q.h0 + h * s.sh) * s.w + q.w0 + k * s.sw] = T(0);
   }
-  // Sign rule: the fast tile where no input meets a filter value, and the
-  // output gradient summed over each group's filters for it.
+  // Sign rule: the fast tile where no input meets a filter value.
   const std::vector<uint8_t> tie = sign_fast_ties(x, wr, s, kSign);
-  T* gsum = nullptr;
-  if (!tie.empty()) {
-    gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
-    sum_over_filters(gp, s, gplane, gsum);
-  }
   const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
   const int64_t lc = 16 * NR;
   std::vector<int64_t> first(phases.size() + 1, 0);  // task index per phase

@@ -839,6 +839,133 @@ ADDER_INLINE void backward_input_sign_fast_rows(int64_t R, const T* wt,
   }
 }
 
+// The sign rule's fast tile by input channels (backward_input_by_channels):
+// the vectors hold NC input channels instead of NR positions of one
+// channel, each output-gradient value broadcast against them, so a tile
+// computes any MP input positions, the valid ones only (the in-place tile
+// walks the padded pitch: 7x7 maps 1.29x their positions), and reads one
+// broadcast a position and NV filter vectors a term for MP x NV compares
+// (the in-place tile: one vector and MR broadcasts for MR). wv: rc terms
+// of NC channels' filter values, term r at wv + r * NC; position i's
+// output-gradient value of term r at gr[i][goff[r]]; xv: the positions'
+// NC input values, MP rows; out: MP rows of NC, (+)= sum_r g [w > x].
+// AVX-512: 6 x 2 zmm (12 accumulators, 12 inputs, 2 filter vectors, the
+// broadcast); AVX2 3 x 2 ymm.
+constexpr int kCvecNV = 2, kCvecMP = kVecBytes == 64 ? 6 : 3;
+constexpr int64_t kCvecRC = 256;  // terms a block: NC x 256 filter values
+template <typename T>
+constexpr int cvec_nc() { return kCvecNV * Vec<T>::width; }
+constexpr int cvec_mp() { return kCvecMP; }
+template <typename T, int MP>
+ADDER_INLINE void backward_input_cvec_tile(int64_t rc, const T* wv,
+                                           const int64_t* goff,
+                                           const T* const* gr, const T* xv,
+                                           T* out, bool first) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, NV = kCvecNV, NC = NV * W;
+  V acc[MP][NV] = {}, xr[MP][NV];
+  for (int i = 0; i < MP; ++i)
+    for (int v = 0; v < NV; ++v) xr[i][v] = vload(xv + i * NC + v * W);
+  for (int64_t r = 0; r < rc; ++r) {
+    V wk[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) wk[v] = vload(wv + r * NC + v * W);
+    const int64_t o = goff[r];
+#pragma GCC unroll 16
+    for (int i = 0; i < MP; ++i) {
+      const V gb = vsplat(gr[i][o]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = add_where_greater<T>(acc[i][v], wk[v], xr[i][v], gb);
+    }
+  }
+  for (int i = 0; i < MP; ++i)
+    for (int v = 0; v < NV; ++v) {
+      T* o = out + i * NC + v * W;
+      const V r = first ? acc[i][v] : vload(o) + acc[i][v];
+      std::memcpy(o, &r, sizeof(V));
+    }
+}
+
+// One channel block over positions [q0, q1): position q's output gradient
+// at gg + gpos[q] (term r at + goff[r]), its NC input values at xt + q *
+// NC; wv: the block's R x NC filter values. Term blocks outermost (the
+// block's filters stay in L1), then position tiles (the last repeats its
+// last position). out: ceil((q1 - q0) / MP) * MP rows of NC.
+template <typename T>
+inline void backward_input_cvec_impl(const T* gg, const int64_t* gpos,
+                                     const T* xt, int64_t q0, int64_t q1,
+                                     const int64_t* goff, const T* wv,
+                                     int64_t R, T* out) {
+  constexpr int MP = kCvecMP, NC = cvec_nc<T>();
+  const int64_t np = q1 - q0;
+  for (int64_t r0 = 0; r0 < R; r0 += kCvecRC) {
+    const int64_t rc = std::min(kCvecRC, R - r0);
+    for (int64_t p = 0; p < np; p += MP) {
+      const T* gr[MP];
+      alignas(64) T xv[MP * NC];
+      for (int i = 0; i < MP; ++i) {
+        const int64_t q = q0 + std::min<int64_t>(p + i, np - 1);
+        gr[i] = gg + gpos[q];
+        std::memcpy(xv + i * NC, xt + q * NC, sizeof(T) * NC);
+      }
+      backward_input_cvec_tile<T, MP>(rc, wv + r0 * NC, goff + r0, gr, xv,
+                                      out + p * NC, r0 == 0);
+    }
+  }
+}
+
+// The by-channels layouts of one channel block (nc of NC channels, zeros
+// past them): filters w ([cout_g][cin_g][taps] of the group, from channel
+// c0) to wv [cout_g x taps][NC], each filter's run of nc x taps values read
+// in order; input x ([N][C][HW] from the block's first channel, C apart
+// per sample) to xt [N x HW][NC].
+template <typename T>
+inline void pack_cvec_impl(const T* w, const T* x, int64_t cout_g,
+                           int64_t cin_g, int64_t taps, int64_t nc,
+                           int64_t n, int64_t c, int64_t HW, T* wv, T* xt) {
+  constexpr int NC = cvec_nc<T>();
+  for (int64_t t = 0; t < cout_g; ++t) {
+    const T* src = w + t * cin_g * taps;
+    T* d = wv + t * taps * NC;
+    if (nc < NC) std::fill(d, d + taps * NC, T(0));
+    for (int64_t k = 0; k < taps; ++k)
+      for (int64_t j = 0; j < nc; ++j) d[k * NC + j] = src[j * taps + k];
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t q = 0; q < HW; ++q) {
+      T* d = xt + (i * HW + q) * NC;
+      const T* src = x + i * c * HW + q;
+      for (int64_t j = 0; j < nc; ++j) d[j] = src[j * HW];
+      std::fill(d + nc, d + NC, T(0));
+    }
+}
+
+// The exact sign tile over one (sample, channel) pair of a stride-1 layer,
+// for the pairs the by-channels path finds a tie in: positions walked in
+// the pitch wg as in backward_input_implicit_chunk_impl (xrow: the pair's
+// input values in that pitch, rows x wg plus a tile of slack; wrow: its R
+// filter values, term r = t * taps + tap), one row a tile. gpg: the
+// sample's padded output gradient of the group; dX to gxc ([rows][cols]).
+template <typename T>
+inline void backward_input_exact_channel_impl(const T* gpg,
+                                              const int64_t* goff, int64_t R,
+                                              const T* wrow, const T* xrow,
+                                              int64_t rows, int64_t cols,
+                                              int64_t wg, T* gxc) {
+  constexpr int NR = bwd_nr<T, true>();
+  for (int64_t lq = 0; lq < rows * wg; lq += NR) {
+    const T* xr[1] = {xrow + lq};
+    T dcol[1][NR];
+    backward_input_exact_rows<T, true>(
+        R, wrow, R, OffsetRows<T>{gpg + lq, goff}, xr, dcol, 1);
+    for (int j = 0; j < NR; ++j) {
+      const int64_t h = (lq + j) / wg, w = (lq + j) % wg;
+      if (h < rows && w < cols) gxc[h * cols + w] = dcol[0][j];
+    }
+  }
+}
+
 // The sign rule's tie check (see sign_tie_channels): a value's key (its
 // bits, -0 as +0) and its bit in a channel's 2^bits-bit map of filter
 // values (bit 0 only for +-0).
@@ -859,6 +986,28 @@ ADDER_INLINE TieBits<T> tie_index(TieBits<T> k, int bits) {
   return h + (B)(h == 0 && k != 0);
 }
 
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+// 16 floats at p against 2^bits-bit maps of 32-bit words: lane i's map
+// starts at words + offset[i]. The lanes whose bit is set or that are NaN.
+ADDER_INLINE __mmask16 tie_hits16(const float* p, const int* words,
+                                  __m512i offset, int bits) {
+  const __m512i mult = _mm512_set1_epi32((int)(uint32_t)kTieHashMul);
+  const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+  const __m512 v = _mm512_loadu_ps(p);
+  const __m512i k = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));
+  __m512i h = _mm512_srl_epi32(_mm512_mullo_epi32(k, mult),
+                               _mm_cvtsi32_si128(32 - bits));
+  const __mmask16 bump =
+      _mm512_cmpeq_epi32_mask(h, zero) & _mm512_cmpneq_epi32_mask(k, zero);
+  h = _mm512_mask_add_epi32(h, bump, h, one);
+  const __m512i w = _mm512_i32gather_epi32(
+      _mm512_add_epi32(offset, _mm512_srli_epi32(h, 5)), words, 4);
+  const __m512i bit = _mm512_and_si512(h, _mm512_set1_epi32(31));
+  return _mm512_test_epi32_mask(_mm512_srlv_epi32(w, bit), one) |
+         _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+#endif
+
 // The first q in [q, n) whose p[q] has its bit set in `map` or is NaN (a
 // possible tie, which the caller confirms), else n. AVX-512, float: 16
 // values a step (hash by vpmulld, bits by a gather; AVX2 8): the scalar
@@ -869,26 +1018,11 @@ inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
                         int bits) {
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float>) {
-    const __m512i mult = _mm512_set1_epi32((int)(uint32_t)kTieHashMul);
-    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __m128i shift = _mm_cvtsi32_si128(32 - bits);
     const int* words = reinterpret_cast<const int*>(map);
-    for (; q + 16 <= n; q += 16) {
-      const __m512 v = _mm512_loadu_ps(p + q);
-      const __m512i k =
-          _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));
-      __m512i h = _mm512_srl_epi32(_mm512_mullo_epi32(k, mult), shift);
-      const __mmask16 bump = _mm512_cmpeq_epi32_mask(h, zero) &
-                             _mm512_cmpneq_epi32_mask(k, zero);
-      h = _mm512_mask_add_epi32(h, bump, h, one);
-      const __m512i w = _mm512_i32gather_epi32(_mm512_srli_epi32(h, 5),
-                                               words, 4);
-      const __m512i bit = _mm512_and_si512(h, _mm512_set1_epi32(31));
-      const __mmask16 hit =
-          _mm512_test_epi32_mask(_mm512_srlv_epi32(w, bit), one) |
-          _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      if (hit) return q + __builtin_ctz(hit);
-    }
+    for (; q + 16 <= n; q += 16)
+      if (const __mmask16 hit =
+              tie_hits16(p + q, words, _mm512_setzero_si512(), bits))
+        return q + __builtin_ctz(hit);
   }
 #elif ADDER_ISA_X86
   if constexpr (std::is_same_v<T, float>) {  // AVX2: the same, 8 a step
@@ -920,6 +1054,42 @@ inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
     const auto i = tie_index<T>(tie_key(p[q]), bits);
     if (((map[i >> 6] >> (i & 63)) & 1) || p[q] != p[q]) return q;
   }
+  return n;
+}
+
+// tie_scan over rows of NC values whose lane j belongs to channel j, with
+// channel j's map at maps + j * words (64-bit words): the first q in
+// [q, n) (q = row * NC + lane) whose value has its bit set in its lane's
+// map or is NaN, else n. AVX-512, float: 16 values a step from a multiple
+// of 16 (NC is 32), the map words gathered at per-lane offsets.
+template <typename T>
+inline int64_t tie_scan_lanes(const T* p, int64_t q, int64_t n,
+                              const uint64_t* maps, int64_t words, int bits) {
+  constexpr int NC = cvec_nc<T>();
+  auto scalar_hit = [&](int64_t i) {
+    const auto h = tie_index<T>(tie_key(p[i]), bits);
+    const uint64_t* map = maps + (i % NC) * words;
+    return ((map[h >> 6] >> (h & 63)) & 1) || p[i] != p[i];
+  };
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float> && NC % 16 == 0) {
+    for (; q < n && q % 16; ++q)
+      if (scalar_hit(q)) return q;
+    const int* words32 = reinterpret_cast<const int*>(maps);
+    const __m512i lane = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                          15),
+        _mm512_set1_epi32((int)(2 * words)));
+    for (; q + 16 <= n; q += 16) {
+      const __m512i offset =
+          _mm512_add_epi32(lane, _mm512_set1_epi32((int)(q % NC * 2 * words)));
+      const __mmask16 hit = tie_hits16(p + q, words32, offset, bits);
+      if (hit) return q + __builtin_ctz(hit);
+    }
+  }
+#endif
+  for (; q < n; ++q)
+    if (scalar_hit(q)) return q;
   return n;
 }
 

@@ -141,6 +141,20 @@ PATH_CASES = {
     '129 filters, few outputs (AVX2: packed)': dict(
         c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         groups=1, h=5, w=5),
+    # The sign rule's input gradient by input channels (AVX-512, stride 1,
+    # >= 64 channels a group, <= 1024 input positions): 70 channels a group
+    # (blocks of 32, 32 and 6), a dilated 3x5 filter, 2 x 6 x 7 positions
+    # in tiles of 6; fewer positions than the 40 x 15 filter values a
+    # channel, so its tie check maps the input values.
+    'input gradient by channels, groups, dilated, tail block': dict(
+        c=140, cout=80, kernel=(3, 5), stride=(1, 1), padding=(2, 2),
+        dilation=(2, 1), groups=2, h=6, w=7),
+    # More positions (2 x 15 x 13) than filter values (8 x 9): the check
+    # maps each channel's filter values; 2 channel blocks, so the positions
+    # are cut into chunks for 2 threads.
+    'input gradient by channels, position chunks': dict(
+        c=64, cout=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=15, w=13, threads=2),
     # Strided forwards in place, in stride phases (16 x 17 positions
     # computed for 16 x 16 outputs; 9 x 23 for 9 x 21).
     'in place, stride 2 (phases)': dict(c=10, cout=16, kernel=(3, 3),
@@ -234,11 +248,43 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
 
 
-# (maps, filters): few input values a channel against many filter values
-# (the tie check maps the inputs) and the other way round (it maps the
-# filters).
-@pytest.mark.parametrize('hw,cout', [(4, 64), (16, 8)])
-def test_sign_rule_fast_tile_sees_nan(cpu_isa, hw, cout):
+# Flagged pairs: 3 of 128 (the tie check's pairs fixed up by the exact
+# tile after the tile by channels) or 80 of 128 (the in-place tiles).
+@pytest.mark.parametrize('integer_channels', [1, 40])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_sign_rule_ties_by_channels(cpu_isa, dtype, integer_channels):
+    """The input gradient by input channels (AVX-512; 64 channels, 2 x 6 x
+    6 positions) gives sign 0 to ties like the other paths: sample 0 of
+    the first channels is integers against integer filters, channel 40 of
+    sample 1 has a single tie, channel 50 meets -0.0 against +0.0."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 64, 6, 6, generator=g, dtype=torch.float64)
+    w = torch.randn(24, 64, 3, 3, generator=g, dtype=torch.float64)
+    k = integer_channels
+    x[0, :k] = torch.randint(-2, 3, (k, 6, 6), generator=g).double()
+    w[:, :k] = torch.randint(-2, 3, (24, k, 3, 3), generator=g).double()
+    x[1, 40, 4, 5] = w[5, 40, 1, 1]
+    x[:, 50, 2, 2] = -0.0
+    w[2, 50, 0, 0] = 0.0
+    x, w = x.to(dtype), w.to(dtype)
+    go = torch.randn(2, 24, 6, 6, generator=g, dtype=torch.float64).to(dtype)
+    got = torch.ops.adder_det.adder2d_backward_input(
+        go, x, w, [1, 1], [1, 1], [1, 1], 1, True)
+    expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
+                                        (1, 1), (1, 1), (1, 1), 1, True)
+    assert rel_err(got, expect) < TOL[dtype]
+    for n, c in ((0, 0), (1, 40), (0, 50), (1, 50), (0, 41), (1, 0)):
+        err = rel_err(got[n, c], expect[n, c])
+        assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
+
+
+# (map, channels, filters): few input values a channel against many filter
+# values (the tie check maps the inputs) and the other way round (it maps
+# the filters); with 64 channels the input gradient by channels (AVX-512),
+# which has its own check.
+@pytest.mark.parametrize('hw,c,cout', [(4, 8, 64), (16, 8, 8), (6, 64, 40),
+                                       (12, 64, 4)])
+def test_sign_rule_fast_tile_sees_nan(cpu_isa, hw, c, cout):
     """A NaN input or filter value has no sign: the fast tile (which
     assumes w > x or w < x) must leave the (sample, channel) pairs it
     touches to the exact tile, whichever side the tie check maps, so the
@@ -246,8 +292,8 @@ def test_sign_rule_fast_tile_sees_nan(cpu_isa, hw, cout):
     fast tile's 2 sum[w > x] g - sum g counts NaN as below every filter)."""
     ext = _backend.load_extension()
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 8, hw, hw, generator=g)
-    w = torch.randn(cout, 8, 3, 3, generator=g)
+    x = torch.randn(2, c, hw, hw, generator=g)
+    w = torch.randn(cout, c, 3, 3, generator=g)
     x[1, 2, hw // 2, 1] = float('nan')
     w[cout // 2, 5, 2, 0] = float('nan')
     go = torch.randn(2, cout, hw, hw, generator=g)
