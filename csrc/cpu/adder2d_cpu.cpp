@@ -726,7 +726,8 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
       std::fill(map.begin(), map.end(), 0);
       if (map_inputs) {
         for (int64_t n = 0; n < s.n; ++n)
-          tie[n * s.c + c] = insert_tie_keys(map.data(), bits, x + (n * s.c + c) * HW, HW);
+          tie[n * s.c + c] =
+              insert_tie_keys(map.data(), bits, x + (n * s.c + c) * HW, HW);
         // Candidate filter values (set bits, NaN): a NaN flags every
         // sample, a value each sample holding it.
         for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
