@@ -295,20 +295,25 @@ bool use_forward_by_filters(const Adder2dShape& s) {
 
 // The sign rule's input gradient by input channels
 // (backward_input_by_channels) where the fast tile runs on a stride-1
-// layer in place. Against the in-place tiles (session 15, post-ReLU
-// inputs, batch 2 unless said, alternated runs, input gradient ms):
-// AVX-512, 512 channels 3x3 at 7x7 5.38-5.58 -> 4.68, 128 at 8x8 batch 8
-// 1.36 -> 1.14, 256 at 14x14 3.71-3.84 -> 3.58-3.66, 128 at 28x28 3.60 ->
-// 3.51-3.58; at 16x16 batch 8 level, and slower on large maps (64 at 56x56
-// level to 1.08x, at 32x32 batch 8 4.49-4.52 -> 5.47-5.50): the packing
-// and its per-lane tie check cost a pass over the filters and inputs that
-// the in-place tiles' pitch waste (7x7 1.29x, 28x28 1.07x) no longer
-// repays. So up to 1024 input positions (N x H x W), from 64 channels a
-// group (32 a block). AVX2 (16 channels a vector) 0.9-0.99x on the small
-// maps, not enough over the host's noise: kept in place.
+// layer in place, or on a 1x1 stride-1 layer without padding (packed
+// otherwise). Against those (session 15, post-ReLU inputs, batch 2 unless
+// said, alternated runs, input gradient ms): AVX-512, 512 channels 3x3 at
+// 7x7 5.38-5.58 -> 4.68, 128 at 8x8 batch 8 1.36 -> 1.14, 256 at 14x14
+// 3.71-3.84 -> 3.58-3.66, 128 at 28x28 3.60 -> 3.51-3.58; at 16x16 batch 8
+// level, and slower on large maps (64 at 56x56 level to 1.08x, at 32x32
+// batch 8 4.49-4.52 -> 5.47-5.50): the packing and its per-lane tie check
+// cost a pass over the filters and inputs that the in-place tiles' pitch
+// waste (7x7 1.29x, 28x28 1.07x) no longer repays. 1x1 (no pitch waste to
+// remove): 512 -> 2048 at 7x7 2.55-2.90 -> 2.10-2.19, 2048 -> 512 2.71-2.78
+// -> 2.19-2.21, but at 14x14 level (1024 -> 256) or slower (256 -> 1024:
+// 1.67-1.71 -> 1.84-1.86). So up to 1024 input positions (N x H x W) with
+// 3x3 and larger filters, 256 with 1x1, from 64 channels a group (32 a
+// block). AVX2 (16 channels a vector) 0.9-0.99x on small 3x3 maps, not
+// enough over the host's noise: not used.
 bool use_backward_by_channels(const Adder2dShape& s) {
+  const int64_t max_positions = s.taps() == 1 ? 256 : 1024;
   return s.sh == 1 && s.sw == 1 && active_isa() == kAvx512 &&
-         s.cin_g() >= 64 && s.n * s.h * s.w <= 1024;
+         s.cin_g() >= 64 && s.n * s.h * s.w <= max_positions;
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
@@ -1187,6 +1192,24 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   });
 }
 
+// A 1x1 stride-1 layer without padding by input channels: the output
+// gradient is its own padded plane (pitch W, term t at t x H x W), copied
+// with the slack the exact tile's fix-up reads past its end.
+template <typename T>
+bool backward_input_1x1_by_channels(const T* go, const T* x, const T* w,
+                                    T* gx, const Adder2dShape& s) {
+  const int64_t HW = s.h * s.w, NR = ADDER_PICK_ISA(bwd_nr<T, true>)();
+  const int64_t slack = 2 * NR + s.w + 64;
+  T* const gp = scratch_with_slack<T, 1>(s.n * s.cout * HW, slack);
+  std::copy(go, go + s.n * s.cout * HW, gp);
+  T* const gsum = scratch_with_slack<T, 4>(s.n * s.groups * HW, slack);
+  sum_over_filters(gp, s, HW, gsum);
+  std::vector<int64_t> goff(s.cout_g());
+  for (int64_t t = 0; t < s.cout_g(); ++t) goff[t] = t * HW;
+  return backward_input_by_channels(gp, gsum, x, w, goff.data(), gx, s, s.h,
+                                    s.w);
+}
+
 // The filters as [groups][K][cout_g] for the packed input gradient, in
 // per-thread scratch. 8 filters at a time, walking K: 8 read streams and
 // 8-value writes (a strided at::Tensor copy cost a quarter of the 7x7
@@ -1265,6 +1288,13 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
          weight.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s);
       return;
     }
+    if (sign_grad && s.taps() == 1 && s.ph == 0 && s.pw == 0 &&
+        use_backward_by_channels(s) && sign_fast_runs(s, true) &&
+        backward_input_1x1_by_channels(grad_output.data_ptr<scalar_t>(),
+                                       input.data_ptr<scalar_t>(),
+                                       weight.data_ptr<scalar_t>(),
+                                       grad_input.data_ptr<scalar_t>(), s))
+      return;
     // Packed path: filters as [groups][K][cout_g], each row streams.
     const scalar_t* w = transpose_filters(weight.data_ptr<scalar_t>(), s);
     // Channel blocks: enough tasks to fill the threads, whole channels each.

@@ -155,6 +155,11 @@ PATH_CASES = {
     'input gradient by channels, position chunks': dict(
         c=64, cout=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         groups=1, h=15, w=13, threads=2),
+    # 1x1 by input channels (stride 1, no padding, <= 256 positions): 130
+    # filter values a channel against 2 x 42 input values (inputs mapped).
+    'input gradient by channels, 1x1': dict(
+        c=70, cout=130, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
+        groups=1, h=6, w=7),
     # Strided forwards in place, in stride phases (16 x 17 positions
     # computed for 16 x 16 outputs; 9 x 23 for 9 x 21).
     'in place, stride 2 (phases)': dict(c=10, cout=16, kernel=(3, 3),
@@ -252,26 +257,30 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
 # tile after the tile by channels) or 80 of 128 (the in-place tiles).
 @pytest.mark.parametrize('integer_channels', [1, 40])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_sign_rule_ties_by_channels(cpu_isa, dtype, integer_channels):
+@pytest.mark.parametrize('kernel', [3, 1])
+def test_sign_rule_ties_by_channels(cpu_isa, dtype, integer_channels,
+                                    kernel):
     """The input gradient by input channels (AVX-512; 64 channels, 2 x 6 x
-    6 positions) gives sign 0 to ties like the other paths: sample 0 of
-    the first channels is integers against integer filters, channel 40 of
-    sample 1 has a single tie, channel 50 meets -0.0 against +0.0."""
+    6 positions, 3x3 or 1x1) gives sign 0 to ties like the other paths:
+    sample 0 of the first channels is integers against integer filters,
+    channel 40 of sample 1 has a single tie, channel 50 meets -0.0
+    against +0.0."""
     g = torch.Generator().manual_seed(6)
+    k, p = kernel, kernel // 2
     x = torch.randn(2, 64, 6, 6, generator=g, dtype=torch.float64)
-    w = torch.randn(24, 64, 3, 3, generator=g, dtype=torch.float64)
-    k = integer_channels
-    x[0, :k] = torch.randint(-2, 3, (k, 6, 6), generator=g).double()
-    w[:, :k] = torch.randint(-2, 3, (24, k, 3, 3), generator=g).double()
-    x[1, 40, 4, 5] = w[5, 40, 1, 1]
+    w = torch.randn(72, 64, k, k, generator=g, dtype=torch.float64)
+    m = integer_channels
+    x[0, :m] = torch.randint(-2, 3, (m, 6, 6), generator=g).double()
+    w[:, :m] = torch.randint(-2, 3, (72, m, k, k), generator=g).double()
+    x[1, 40, 4, 5] = w[5, 40, p, p]
     x[:, 50, 2, 2] = -0.0
     w[2, 50, 0, 0] = 0.0
     x, w = x.to(dtype), w.to(dtype)
-    go = torch.randn(2, 24, 6, 6, generator=g, dtype=torch.float64).to(dtype)
+    go = torch.randn(2, 72, 6, 6, generator=g, dtype=torch.float64).to(dtype)
     got = torch.ops.adder_det.adder2d_backward_input(
-        go, x, w, [1, 1], [1, 1], [1, 1], 1, True)
+        go, x, w, [1, 1], [p, p], [1, 1], 1, True)
     expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
-                                        (1, 1), (1, 1), (1, 1), 1, True)
+                                        (1, 1), (p, p), (1, 1), 1, True)
     assert rel_err(got, expect) < TOL[dtype]
     for n, c in ((0, 0), (1, 40), (0, 50), (1, 50), (0, 41), (1, 0)):
         err = rel_err(got[n, c], expect[n, c])
