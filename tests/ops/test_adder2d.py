@@ -253,8 +253,8 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
 
 
-# Flagged pairs: 3 of 128 (the tie check's pairs fixed up by the exact
-# tile after the tile by channels) or 80 of 128 (the in-place tiles).
+# Flagged pairs: 4 of 128 (fixed up by the exact tile after the tile by
+# channels) or 43 of 128 (more than 1 in 16: the in-place or packed tiles).
 @pytest.mark.parametrize('integer_channels', [1, 40])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('kernel', [3, 1])
@@ -314,9 +314,9 @@ def test_sign_rule_fast_tile_sees_nan(cpu_isa, hw, c, cout):
                 go, x, w, [1, 1], [1, 1], [1, 1], 1, True)
     finally:
         ext.set_sign_fast_mode('auto')
-    for n, c in ((1, 2), (0, 5), (1, 5), (0, 2)):
-        err = rel_err(out['always'][n, c], out['never'][n, c])
-        assert err < TOL[torch.float32], f'sample {n} channel {c}: {err:.1e}'
+    for n, ch in ((1, 2), (0, 5), (1, 5), (0, 2)):
+        err = rel_err(out['always'][n, ch], out['never'][n, ch])
+        assert err < TOL[torch.float32], f'sample {n} channel {ch}: {err:.1e}'
 
 
 def test_cpu_isa_choice(compiled):
