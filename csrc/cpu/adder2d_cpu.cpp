@@ -342,6 +342,41 @@ T* scratch_with_slack(int64_t count, int64_t slack) {
   return p;
 }
 
+// Positions of N maps of rows x cols walked in a pitch: sample n's (r, c)
+// at n * sample + r * pitch + c. Both "by" paths list their positions so.
+std::vector<int64_t> pitch_positions(int64_t n, int64_t rows, int64_t cols,
+                                     int64_t sample, int64_t pitch) {
+  std::vector<int64_t> pos(n * rows * cols);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        pos[(i * rows + r) * cols + c] = i * sample + r * pitch + c;
+  return pos;
+}
+
+// dst[g][n][l] = sum over taps of planes' (n, g) plane (plane values
+// apart, n * groups + g) at position l's place in the pitch plus off[tap],
+// l over rows x cols; summed in the planes' type (the forward's patch sums
+// in double, the input gradient's output-gradient sums in T).
+template <typename Acc, typename T>
+void sum_over_taps(const Acc* planes, int64_t plane, const Adder2dShape& s,
+                   int64_t rows, int64_t cols, int64_t pitch,
+                   const int64_t* off, T* dst) {
+  const int64_t L = rows * cols, taps = s.taps();
+  at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t gn = b; gn < e; ++gn) {
+      const int64_t g = gn / s.n, n = gn % s.n;
+      const Acc* src = planes + (n * s.groups + g) * plane;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t lp = l / cols * pitch + l % cols;
+        Acc acc = 0;
+        for (int64_t tap = 0; tap < taps; ++tap) acc += src[lp + off[tap]];
+        dst[(g * s.n + n) * L + l] = (T)acc;
+      }
+    }
+  });
+}
+
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "adder2d (CPU kernel): ", name,
               " is on ", t.device());
@@ -453,29 +488,15 @@ void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
                         const Adder2dShape& s, int64_t cstride, int64_t wq) {
   const int64_t NF = ADDER_PICK_ISA(fvec_nf<T>)();
   const int64_t MP = ADDER_PICK_ISA(fvec_mp)();
-  const int64_t L = s.l(), P = s.n * L, K = s.k(), taps = s.taps();
+  const int64_t L = s.l(), P = s.n * L, K = s.k();
   const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
   const int64_t ftiles = (cout_g + NF - 1) / NF;
   // Each output's patch origin, from its group's first channel.
-  std::vector<int64_t> pos(P);
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t oh = 0; oh < s.hout; ++oh)
-      for (int64_t ow = 0; ow < s.wout; ++ow)
-        pos[(n * s.hout + oh) * s.wout + ow] = n * s.c * cstride + oh * wq + ow;
+  const std::vector<int64_t> pos =
+      pitch_positions(s.n, s.hout, s.wout, s.c * cstride, wq);
   // Patch sums per (group, position); any inf/NaN: the direct form.
   std::vector<T> xs(s.groups * P);
-  at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
-    for (int64_t gn = b; gn < e; ++gn) {
-      const int64_t g = gn / s.n, n = gn % s.n;
-      const double* cs = csum + (n * s.groups + g) * cstride;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t lp = l / s.wout * wq + l % s.wout;
-        double acc = 0;
-        for (int64_t tap = 0; tap < taps; ++tap) acc += cs[lp + toff[tap]];
-        xs[g * P + n * L + l] = (T)acc;
-      }
-    }
-  });
+  sum_over_taps(csum, cstride, s, s.hout, s.wout, wq, toff, xs.data());
   bool use_min = wsum != nullptr;
   for (int64_t i = 0; i < s.groups * P && use_min; ++i)
     use_min = std::isfinite(xs[i]);
@@ -714,6 +735,41 @@ bool insert_tie_keys(uint64_t* map, int bits, const T* v, int64_t count) {
   }
   return nan;
 }
+// One channel's flags (flag[n * s.c] for sample n): its R filter values f,
+// its input values from xc (sample 0; samples s.c planes apart), the map
+// (2^bits bits) holding its input values (map_inputs) or its filter values.
+template <typename T>
+void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
+                  bool map_inputs, int bits, std::vector<uint64_t>& map,
+                  uint8_t* flag) {
+  const int64_t HW = s.h * s.w;
+  const auto scan = ADDER_PICK_ISA(tie_scan<T>);
+  const auto in = ADDER_PICK_ISA(tie_in<T>);
+  std::fill(map.begin(), map.end(), 0);
+  if (map_inputs) {
+    for (int64_t n = 0; n < s.n; ++n)
+      flag[n * s.c] = insert_tie_keys(map.data(), bits, xc + n * s.c * HW, HW);
+    // Candidate filter values (set bits, NaN): a NaN flags every sample, a
+    // value each sample holding it.
+    for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
+         q = scan(f, q + 1, R, map.data(), bits))
+      for (int64_t n = 0; n < s.n; ++n) {
+        uint8_t& fl = flag[n * s.c];
+        fl = fl || f[q] != f[q] || in(xc + n * s.c * HW, HW, f[q]);
+      }
+    return;
+  }
+  const bool nan = insert_tie_keys(map.data(), bits, f, R);
+  for (int64_t n = 0; n < s.n; ++n) {
+    bool hit = nan;
+    const T* p = xc + n * s.c * HW;
+    // Candidates (set bits, NaN) confirmed by a scan of the filters.
+    for (int64_t q = scan(p, 0, HW, map.data(), bits); q < HW && !hit;
+         q = scan(p, q + 1, HW, map.data(), bits))
+      hit = p[q] != p[q] || in(f, R, p[q]);
+    flag[n * s.c] = hit;
+  }
+}
 template <typename T>
 std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
                                        const Adder2dShape& s) {
@@ -721,40 +777,12 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
   const bool map_inputs = s.n * HW < R;
   const int bits = map_bits(map_inputs ? s.n * HW : R);
   // -0 and +0 compare equal: both map to the bits of +0 (tie_key).
-  const auto scan = ADDER_PICK_ISA(tie_scan<T>);
-  const auto in = ADDER_PICK_ISA(tie_in<T>);
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
-    for (int64_t c = b; c < e; ++c) {
-      const T* f = wc + c * R;
-      std::fill(map.begin(), map.end(), 0);
-      if (map_inputs) {
-        for (int64_t n = 0; n < s.n; ++n)
-          tie[n * s.c + c] =
-              insert_tie_keys(map.data(), bits, x + (n * s.c + c) * HW, HW);
-        // Candidate filter values (set bits, NaN): a NaN flags every
-        // sample, a value each sample holding it.
-        for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
-             q = scan(f, q + 1, R, map.data(), bits))
-          for (int64_t n = 0; n < s.n; ++n) {
-            uint8_t& flag = tie[n * s.c + c];
-            flag = flag || f[q] != f[q] ||
-                   in(x + (n * s.c + c) * HW, HW, f[q]);
-          }
-        continue;
-      }
-      const bool nan = insert_tie_keys(map.data(), bits, f, R);
-      for (int64_t n = 0; n < s.n; ++n) {
-        bool hit = nan;
-        const T* p = x + (n * s.c + c) * HW;
-        // Candidates (set bits, NaN) confirmed by a scan of the filters.
-        for (int64_t q = scan(p, 0, HW, map.data(), bits); q < HW && !hit;
-             q = scan(p, q + 1, HW, map.data(), bits))
-          hit = p[q] != p[q] || in(f, R, p[q]);
-        tie[n * s.c + c] = hit;
-      }
-    }
+    for (int64_t c = b; c < e; ++c)
+      channel_ties(wc + c * R, R, x + c * HW, s, map_inputs, bits, map,
+                   tie.data() + c);
   });
   return tie;
 }
@@ -903,7 +931,6 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const bool map_inputs = P < R;
   const int bits = map_bits(map_inputs ? P : R);
   const int64_t words = (int64_t(1) << bits) / 64;
-  const auto scan_inputs = ADDER_PICK_ISA(tie_scan<T>);
   std::vector<uint8_t> tie(s.n * s.c, 0);  // per (sample, channel)
   at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> maps((map_inputs ? NC : 1) * words);
@@ -919,17 +946,8 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
       if (!map_inputs) {
         for (int64_t j = 0; j < nc; ++j) {
           for (int64_t r = 0; r < R; ++r) fj[r] = wd[r * NC + j];
-          std::fill(maps.begin(), maps.end(), 0);
-          const bool nan = insert_tie_keys(maps.data(), bits, fj.data(), R);
-          for (int64_t n = 0; n < s.n; ++n) {
-            const T* p = xc + (n * s.c + j) * HW;
-            bool hit = nan;
-            const uint64_t* map = maps.data();
-            for (int64_t q = scan_inputs(p, 0, HW, map, bits); q < HW && !hit;
-                 q = scan_inputs(p, q + 1, HW, map, bits))
-              hit = p[q] != p[q] || in(fj.data(), R, p[q]);
-            flag[n * s.c + j] = hit;
-          }
+          channel_ties(fj.data(), R, xc + j * HW, s, false, bits, maps,
+                       flag + j);
         }
         continue;
       }
@@ -956,25 +974,12 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   // many (test data, integer inputs) the in-place tiles are faster.
   const int64_t flagged = std::count(tie.begin(), tie.end(), 1);
   if (flagged * 16 > s.n * s.c) return false;
-  // Per (group, position): the output gradient summed over its terms.
+  // Per (group, position): the output gradient summed over its terms
+  // (goff's first taps are filter 0's, at offsets 0 + tap offset).
   std::vector<T> gtot(s.groups * P);
-  at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
-    for (int64_t gn = b; gn < e; ++gn) {
-      const int64_t g = gn / s.n, n = gn % s.n;
-      const T* gs = gsum + (n * s.groups + g) * gplane;
-      for (int64_t q = 0; q < HW; ++q) {
-        const int64_t lq = q / s.w * wg + q % s.w;
-        T acc = 0;
-        for (int64_t tap = 0; tap < taps; ++tap) acc += gs[lq + goff[tap]];
-        gtot[g * P + n * HW + q] = acc;
-      }
-    }
-  });
-  std::vector<int64_t> gpos(P);
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t h = 0; h < s.h; ++h)
-      for (int64_t w = 0; w < s.w; ++w)
-        gpos[n * HW + h * s.w + w] = n * s.cout * gplane + h * wg + w;
+  sum_over_taps(gsum, gplane, s, s.h, s.w, wg, goff, gtot.data());
+  const std::vector<int64_t> gpos =
+      pitch_positions(s.n, s.h, s.w, s.cout * gplane, wg);
   // Position chunks (multiples of MP) only where the channel blocks are
   // fewer than 4 tasks a thread: each chunk reads the block's filters again.
   const int64_t threads = at::get_num_threads();

@@ -986,6 +986,12 @@ ADDER_INLINE TieBits<T> tie_index(TieBits<T> k, int bits) {
   return h + (B)(h == 0 && k != 0);
 }
 
+// Whether v's bit is set in `map` (2^bits bits) or v is NaN.
+template <typename T>
+ADDER_INLINE bool tie_hit(const uint64_t* map, int bits, T v) {
+  const auto i = tie_index<T>(tie_key(v), bits);
+  return ((map[i >> 6] >> (i & 63)) & 1) || v != v;
+}
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
 // 16 floats at p against 2^bits-bit maps of 32-bit words: lane i's map
 // starts at words + offset[i]. The lanes whose bit is set or that are NaN.
@@ -1050,10 +1056,8 @@ inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
     }
   }
 #endif
-  for (; q < n; ++q) {
-    const auto i = tie_index<T>(tie_key(p[q]), bits);
-    if (((map[i >> 6] >> (i & 63)) & 1) || p[q] != p[q]) return q;
-  }
+  for (; q < n; ++q)
+    if (tie_hit(map, bits, p[q])) return q;
   return n;
 }
 
@@ -1067,9 +1071,7 @@ inline int64_t tie_scan_lanes(const T* p, int64_t q, int64_t n,
                               const uint64_t* maps, int64_t words, int bits) {
   constexpr int NC = cvec_nc<T>();
   auto scalar_hit = [&](int64_t i) {
-    const auto h = tie_index<T>(tie_key(p[i]), bits);
-    const uint64_t* map = maps + (i % NC) * words;
-    return ((map[h >> 6] >> (h & 63)) & 1) || p[i] != p[i];
+    return tie_hit(maps + (i % NC) * words, bits, p[i]);
   };
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float> && NC % 16 == 0) {
