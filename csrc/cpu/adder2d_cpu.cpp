@@ -290,7 +290,9 @@ bool use_in_place_forward(const Adder2dShape& s) {
 bool use_forward_by_filters(const Adder2dShape& s) {
   if (s.taps() == 1 || active_isa() == kGeneric) return false;
   const int64_t min_filters = active_isa() == kAvx512 ? 64 : 128;
-  return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64;
+  // The filter packing gathers values NF x K apart with int32 offsets.
+  return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64 &&
+         s.k() < (int64_t(1) << 26);
 }
 
 // The sign rule's input gradient by input channels
@@ -312,8 +314,10 @@ bool use_forward_by_filters(const Adder2dShape& s) {
 // enough over the host's noise: not used.
 bool use_backward_by_channels(const Adder2dShape& s) {
   const int64_t max_positions = s.taps() == 1 ? 256 : 1024;
+  // (Its filter packing gathers values up to NC x taps apart, int32.)
   return s.sh == 1 && s.sw == 1 && active_isa() == kAvx512 &&
-         s.cin_g() >= 64 && s.n * s.h * s.w <= max_positions;
+         s.cin_g() >= 64 && s.n * s.h * s.w <= max_positions &&
+         s.taps() < (int64_t(1) << 26);
 }
 
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte

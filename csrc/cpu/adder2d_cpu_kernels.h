@@ -42,6 +42,33 @@ ADDER_INLINE typename Vec<T>::type vabs(typename Vec<T>::type v) {
   return (typename Vec<T>::type)((M)v & Vec<T>::abs_bits);
 }
 
+// Lanes i < n (of the vector's width) read p[idx[i]], the rest are 0: a
+// masked gather on AVX-512, a loop elsewhere (AVX2's gathers are not faster
+// than loads on every x86 core). The packings use it to transpose: 16 values
+// a gather where they had stored one lane at a time.
+template <typename T>
+ADDER_INLINE typename Vec<T>::type vgather(const T* p, const int32_t* idx,
+                                           int n) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width;
+  n = n < 0 ? 0 : n > W ? W : n;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  const unsigned lanes = n == W ? ~0u : (1u << n) - 1;
+  if constexpr (std::is_same_v<T, float>)
+    return (V)_mm512_mask_i32gather_ps(
+        _mm512_setzero_ps(), (__mmask16)lanes,
+        _mm512_loadu_si512((const void*)idx), p, 4);
+  else
+    return (V)_mm512_mask_i32gather_pd(
+        _mm512_setzero_pd(), (__mmask8)lanes,
+        _mm256_loadu_si256((const __m256i*)idx), p, 8);
+#else
+  V v = {};
+  for (int i = 0; i < n; ++i) v[i] = p[idx[i]];
+  return v;
+#endif
+}
+
 // An opaque 1: `v * opaque_one(...)` is not folded to `v`, so the compiler
 // contracts `acc += v * one` into an FMA, which runs on the multiply pipes
 // and leaves the add/compare pipes to the rest of the loop body.
@@ -551,54 +578,42 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
 
 // Filter tile `ft` of group g as [K][NF] minus the per-row shift (null:
 // none), zeros past the group's filters, and each filter's sum to wsum.
-// Blocks of 64 rows (the block's rows of the tile stay in L1 while its
-// filters pass), each filter read in vectors whose lanes are stored to
-// their rows and summed lane-wise (a scalar running sum, one dependent add
-// a value, had made this packing 40% of the 512-filter 7x7 layer's
-// arithmetic).
+// Row k of the tile is value k of its filters, gathered (K apart; the
+// driver keeps NF x K within int32) and summed lane-wise in double. (A
+// scalar running sum had made this packing 40% of the 512-filter 7x7
+// layer's arithmetic; storing each filter's vectors lane by lane into the
+// rows, 19%.)
 template <typename T>
 inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
                                    const Adder2dShape& s, int64_t g,
                                    int64_t ft, T* wv, T* wsum) {
   using V = typename Vec<T>::type;
-  constexpr int NF = fvec_nf<T>(), W = Vec<T>::width;
-  constexpr int64_t KB = 64;
+  using M = typename Vec<T>::mask;
+  constexpr int NF = fvec_nf<T>(), W = Vec<T>::width, NV = NF / W;
+  typedef double D __attribute__((vector_size(W * sizeof(double))));
   const int64_t K = s.k(), cout_g = s.cout_g(), f0 = ft * NF;
   const int nf = (int)std::min<int64_t>(NF, cout_g - f0);
   const T* rs = row_shift ? row_shift + g * K : nullptr;
   const T* src = w + (g * cout_g + f0) * K;
-  const V zero = {};
-  double total[NF][W] = {};
-  for (int64_t k0 = 0; k0 < K; k0 += KB) {
-    const int64_t k1 = std::min(K, k0 + KB);
-    for (int i = 0; i < nf; ++i) {
-      const T* row = src + i * K;
-      V part = zero;
-      int64_t k = k0;
-      for (; k + W <= k1; k += W) {
-        const V v = vload(row + k) - (rs ? vload(rs + k) : zero);
-        part += v;
-        T lanes[W];
-        std::memcpy(lanes, &v, sizeof(lanes));
-        for (int j = 0; j < W; ++j) wv[(k + j) * NF + i] = lanes[j];
-      }
-      for (; k < k1; ++k) {
-        const T v = row[k] - (rs ? rs[k] : T(0));
-        wv[k * NF + i] = v;
-        total[i][0] += v;
-      }
-      T lanes[W];
-      std::memcpy(lanes, &part, sizeof(lanes));
-      for (int j = 0; j < W; ++j) total[i][j] += lanes[j];
+  alignas(64) int32_t idx[NF];
+  M valid[NV];
+  for (int i = 0; i < NF; ++i) {
+    idx[i] = (int32_t)(i * K);
+    valid[i / W][i % W] = i < nf ? -1 : 0;
+  }
+  D total[NV] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    const V shift = vsplat(rs ? rs[k] : T(0));
+    for (int v = 0; v < NV; ++v) {
+      // Lanes past nf: 0 - shift, masked back to 0.
+      const V x = (V)((M)(vgather(src + k, idx + v * W, nf - v * W) - shift) &
+                      valid[v]);
+      std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
+      total[v] += __builtin_convertvector(x, D);
     }
-    for (int i = nf; i < NF; ++i)
-      for (int64_t k = k0; k < k1; ++k) wv[k * NF + i] = T(0);
   }
-  for (int i = 0; i < nf; ++i) {
-    double sum = 0;
-    for (int j = 0; j < W; ++j) sum += total[i][j];
-    wsum[g * cout_g + f0 + i] = (T)sum;
-  }
+  for (int i = 0; i < nf; ++i)
+    wsum[g * cout_g + f0 + i] = (T)total[i / W][i % W];
 }
 
 // Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
@@ -917,20 +932,29 @@ inline void backward_input_cvec_impl(const T* gg, const int64_t* gpos,
 
 // The by-channels layouts of one channel block (nc of NC channels, zeros
 // past them): filters w ([cout_g][cin_g][taps] of the group, from channel
-// c0) to wv [cout_g x taps][NC], each filter's run of nc x taps values read
-// in order; input x ([N][C][HW] from the block's first channel, C apart
+// c0) to wv [cout_g x taps][NC], each filter's run of nc x taps values
+// gathered a tap at a time (one value a channel, taps apart); input x ([N][C][HW] from the block's first channel, C apart
 // per sample) to xt [N x HW][NC].
 template <typename T>
 inline void pack_cvec_impl(const T* w, const T* x, int64_t cout_g,
                            int64_t cin_g, int64_t taps, int64_t nc,
                            int64_t n, int64_t c, int64_t HW, T* wv, T* xt) {
-  constexpr int NC = cvec_nc<T>();
+  constexpr int NC = cvec_nc<T>(), W = Vec<T>::width;
+  alignas(64) int32_t idx[NC];
+  for (int j = 0; j < NC; ++j) idx[j] = (int32_t)(j * taps);
   for (int64_t t = 0; t < cout_g; ++t) {
     const T* src = w + t * cin_g * taps;
     T* d = wv + t * taps * NC;
-    if (nc < NC) std::fill(d, d + taps * NC, T(0));
+    if (taps == 1) {
+      std::copy(src, src + nc, d);
+      std::fill(d + nc, d + NC, T(0));
+      continue;
+    }
     for (int64_t k = 0; k < taps; ++k)
-      for (int64_t j = 0; j < nc; ++j) d[k * NC + j] = src[j * taps + k];
+      for (int v = 0; v < NC / W; ++v) {
+        const auto x = vgather(src + k, idx + v * W, (int)nc - v * W);
+        std::memcpy(d + k * NC + v * W, &x, sizeof(x));
+      }
   }
   for (int64_t i = 0; i < n; ++i)
     for (int64_t q = 0; q < HW; ++q) {
