@@ -389,23 +389,24 @@ void check_cpu(const at::Tensor& t, const char* name) {
               "; the CPU kernels take float32 or float64");
 }
 
+// The implicit forwards' input (see forward_implicit_chunk_impl): padded
+// and shifted once, each channel split into its sh x sw stride phases
+// (padded row r goes to phase row r / sh of phase r % sh, columns alike),
+// so that a strided layer's output positions read consecutive values of
+// each phase as a stride-1 layer's read the plane (xp, channels cstride
+// apart, phase rows wq apart); its sums over each group's channels (csum);
+// where tap (i, j) of output (0, 0) is in a channel's phases (toff), and
+// term k (off). shift: per (group, channel), null for none.
 template <typename T>
-void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
-                        const double* csum, const T* wv, const T* wsum, T* y,
-                        const Adder2dShape& s, int64_t cstride, int64_t wq);
-
-// Forward without packing (see forward_implicit_chunk_impl): pads and
-// shifts the input once, splitting each channel into its sh x sw stride
-// phases (padded row r goes to phase row r / sh of phase r % sh, columns
-// alike), so that a strided layer's output positions read consecutive
-// values of each phase as a stride-1 layer's read the plane; sums it over
-// each group's channels; then runs tasks of (sample, group, chunk of
-// phase-pitch positions), or with by_filters forward_by_filters' tasks
-// (wpk then in pack_filters_fvec_impl's layout). shift: per (group,
-// channel), null when the filters are not finite (direct form, unshifted).
+struct ImplicitInput {
+  const T* xp;
+  const double* csum;
+  std::vector<int64_t> toff, off;
+  int64_t cstride, wq;
+};
 template <typename T>
-void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
-                      T* y, const Adder2dShape& s, bool by_filters) {
+ImplicitInput<T> implicit_input(const T* x, const T* shift,
+                                const Adder2dShape& s) {
   constexpr int NR = generic::fwd_nr<T>();
   const int64_t hq = phase_rows(s), wq = phase_cols(s);
   const int64_t plane = hq * wq, cstride = s.sh * s.sw * plane;
@@ -452,7 +453,6 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
         for (int64_t q = 0; q < cstride; ++q) cs[q] += src[c * cstride + q];
     }
   });
-  // Where tap (i, j) of output (0, 0) is in a channel's phases.
   std::vector<int64_t> toff(taps), off(K);
   for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t r = (tap / s.kw) * s.dh, q = (tap % s.kw) * s.dw;
@@ -460,11 +460,19 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
                 q / s.sw;
   }
   for (int64_t k = 0; k < K; ++k) off[k] = k / taps * cstride + toff[k % taps];
-  if (by_filters) {
-    forward_by_filters(xp, off.data(), toff.data(), csum, wpk, wsum, y, s,
-                       cstride, wq);
-    return;
-  }
+  return {xp, csum, std::move(toff), std::move(off), cstride, wq};
+}
+
+// Forward in place: tasks of (sample, group, chunk of phase-pitch
+// positions) on implicit_input's planes, filters packed as
+// pack_filters_impl lays them out (wpk). shift: as implicit_input's, null
+// when the filters are not finite (direct form, unshifted).
+template <typename T>
+void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
+                      T* y, const Adder2dShape& s) {
+  constexpr int NR = generic::fwd_nr<T>();
+  const ImplicitInput<T> in = implicit_input(x, shift, s);
+  const int64_t wq = in.wq;
   const int64_t positions = s.hout * wq;  // phase pitch
   // Chunk: ~<= 256 KiB of output scratch, at most 512 positions.
   int64_t lc = (256 << 10) / (int64_t)sizeof(T) / std::max<int64_t>(1, s.cout_g());
@@ -477,35 +485,45 @@ void forward_implicit(const T* x, const T* wpk, const T* wsum, const T* shift,
     for (int64_t task = b; task < e; ++task) {
       const int64_t chunk = task % chunks, ng = task / chunks;
       const int64_t lp0 = chunk * lc;
-      fn(xp, off.data(), toff.data(), csum, wpk, wsum, y, s, cstride, wq,
-         ng / s.groups, ng % s.groups, lp0, std::min(lc, positions - lp0), yc);
+      fn(in.xp, in.off.data(), in.toff.data(), in.csum, wpk, wsum, y, s,
+         in.cstride, wq, ng / s.groups, ng % s.groups, lp0,
+         std::min(lc, positions - lp0), yc);
     }
   });
 }
 
-// The forward by filters (forward_fvec_tile) on forward_implicit's padded,
-// shifted input: tasks of (group, filter tile, chunk of positions), the
-// positions being the valid outputs of every sample (no padded pitch).
+// The forward by filters (forward_fvec_tile) on implicit_input's planes:
+// tasks of (group, filter tile, chunk of positions), the positions being
+// the valid outputs of every sample (no padded pitch). Each thread packs
+// the filter tile its tasks need (pack_filters_fvec_impl, shifted by
+// row_shift) into its own buffer just before using it, so the tile is
+// still in L2 for the arithmetic (packing every tile first read them all
+// back from memory). shift / row_shift: per channel / per term, null for
+// the direct form. With a shift, a tile whose filter sums are not finite
+// (an inf/NaN filter value past the 16 the shift samples) makes it return
+// false at once: the caller runs the direct form instead.
 template <typename T>
-void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
-                        const double* csum, const T* wv, const T* wsum, T* y,
-                        const Adder2dShape& s, int64_t cstride, int64_t wq) {
+bool forward_by_filters(const T* x, const T* w, const T* shift,
+                        const T* row_shift, T* y, const Adder2dShape& s) {
   const int64_t NF = ADDER_PICK_ISA(fvec_nf<T>)();
   const int64_t MP = ADDER_PICK_ISA(fvec_mp)();
   const int64_t L = s.l(), P = s.n * L, K = s.k();
   const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
   const int64_t ftiles = (cout_g + NF - 1) / NF;
+  const ImplicitInput<T> in = implicit_input(x, shift, s);
   // Each output's patch origin, from its group's first channel.
   const std::vector<int64_t> pos =
-      pitch_positions(s.n, s.hout, s.wout, s.c * cstride, wq);
+      pitch_positions(s.n, s.hout, s.wout, s.c * in.cstride, in.wq);
   // Patch sums per (group, position); any inf/NaN: the direct form.
   std::vector<T> xs(s.groups * P);
-  sum_over_taps(csum, cstride, s, s.hout, s.wout, wq, toff, xs.data());
-  bool use_min = wsum != nullptr;
+  sum_over_taps(in.csum, in.cstride, s, s.hout, s.wout, in.wq,
+                in.toff.data(), xs.data());
+  bool use_min = shift != nullptr;
   for (int64_t i = 0; i < s.groups * P && use_min; ++i)
     use_min = std::isfinite(xs[i]);
   // Position chunks (multiples of MP) only where the filter tiles are
-  // fewer than 4 tasks a thread: each chunk reads the tile's filters again.
+  // fewer than 4 tasks a thread. A thread's tasks are consecutive, tile
+  // by tile, so it packs a tile once for all its chunks of it.
   const int64_t threads = at::get_num_threads();
   const int64_t ptiles = (P + MP - 1) / MP;
   const int64_t tiles = s.groups * ftiles;
@@ -513,15 +531,29 @@ void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
   const int64_t per = (ptiles + want - 1) / want * MP;
   const int64_t chunks = (P + per - 1) / per;
   const auto fn = ADDER_PICK_ISA(forward_fvec_impl<T>);
+  const auto pack = ADDER_PICK_ISA(pack_filters_fvec_impl<T>);
+  std::atomic<bool> not_finite{false};
   at::parallel_for(0, tiles * chunks, 1, [&](int64_t b, int64_t e) {
     T* yc = scratch<T>((per + MP) * NF);
-    for (int64_t task = b; task < e; ++task) {
+    T* wv = scratch<T, 5>(K * NF + NF);
+    T* ws = wv + K * NF;  // the tile's filter sums
+    int64_t packed = -1;
+    for (int64_t task = b; task < e && !not_finite; ++task) {
       const int64_t gf = task / chunks, g = gf / ftiles, f0 = gf % ftiles * NF;
       const int64_t p0 = task % chunks * per, p1 = std::min(P, p0 + per);
-      fn(xp + g * cin_g * cstride, pos.data(), p0, p1, off, wv + gf * K * NF,
-         K, use_min, yc);
       const int64_t nf = std::min(NF, cout_g - f0);
-      const T* ws = use_min ? wsum + g * cout_g + f0 : nullptr;
+      if (gf != packed) {
+        pack(w, row_shift, s, g, gf % ftiles, wv, ws);
+        packed = gf;
+        if (use_min && !std::all_of(ws, ws + nf, [](T v) {
+              return std::isfinite(v);
+            })) {
+          not_finite = true;
+          break;
+        }
+      }
+      fn(in.xp + g * cin_g * in.cstride, pos.data(), p0, p1, in.off.data(),
+         wv, K, use_min, yc);
       for (int64_t q = p0; q < p1; ++q) {
         const T* a = yc + (q - p0) * NF;
         T* o = y + (q / L * s.cout + g * cout_g + f0) * L + q % L;
@@ -534,6 +566,7 @@ void forward_by_filters(const T* xp, const int64_t* off, const int64_t* toff,
       }
     }
   });
+  return !not_finite;
 }
 
 // Forward through packed panels of NR positions. A group's N * L
@@ -663,42 +696,34 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
         shift[g * cin_g + c] = sc;
         std::fill_n(row_shift.data() + g * K + c * taps, taps, sc);
       }
+    // An inf/NaN filter value makes its shift or its sum non-finite;
+    // finite filters give finite sums. Then the direct form, unshifted.
+    bool finite = std::all_of(shift.begin(), shift.end(),
+                              [](scalar_t v) { return std::isfinite(v); });
+    if (use_forward_by_filters(s)) {  // packs the filters itself
+      if (!finite || !forward_by_filters(x, w, shift.data(),
+                                         row_shift.data(), y, s))
+        forward_by_filters<scalar_t>(x, w, nullptr, nullptr, y, s);
+      return;
+    }
     // The shifted filters in the kernels' layout (per-thread scratch: a
     // fresh buffer of a layer's filters each call costs page faults).
-    // The forward by filters takes them as [groups][tiles of NF][K][NF].
-    const bool by_filters = use_forward_by_filters(s);
-    const int64_t nf = ADDER_PICK_ISA(fvec_nf<scalar_t>)();
-    const int64_t ftiles = (cout_g + nf - 1) / nf;
-    scalar_t* wpk = scratch<scalar_t, 5>(
-        by_filters ? s.groups * ftiles * nf * K : s.cout * K);
-    const int64_t items =
-        by_filters ? ftiles
-                   : cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
+    scalar_t* wpk = scratch<scalar_t, 5>(s.cout * K);
+    const int64_t items = cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
     const auto pack_filters = ADDER_PICK_ISA(pack_filters_impl<scalar_t>);
-    const auto pack_fvec = ADDER_PICK_ISA(pack_filters_fvec_impl<scalar_t>);
     auto pack_all = [&](const scalar_t* sh) {
       at::parallel_for(0, s.groups * items, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i)
-          if (by_filters)
-            pack_fvec(w, sh, s, i / items, i % items, wpk + i * K * nf,
-                      wsum.data());
-          else
-            pack_filters(w, sh, s, i / items, i % items, wpk, wsum.data());
+          pack_filters(w, sh, s, i / items, i % items, wpk, wsum.data());
       });
     };
-    pack_all(row_shift.data());
-    // An inf/NaN filter value makes its shift or its sum non-finite;
-    // finite filters give finite sums. Then the direct form, unshifted.
-    bool finite = true;
+    if (finite) pack_all(row_shift.data());
     for (int64_t t = 0; t < s.cout && finite; ++t)
       finite = std::isfinite(wsum[t]);
-    for (int64_t i = 0; i < s.groups * cin_g && finite; ++i)
-      finite = std::isfinite(shift[i]);
     if (!finite) pack_all(nullptr);
     const scalar_t* ws = finite ? wsum.data() : nullptr;
-    if (by_filters || use_in_place_forward(s)) {
-      forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s,
-                       by_filters);
+    if (use_in_place_forward(s)) {
+      forward_implicit(x, wpk, ws, finite ? shift.data() : nullptr, y, s);
       return;
     }
     // Other layers: patches packed into panels (shift per patch row).
@@ -903,15 +928,17 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
 // The sign rule's input gradient by input channels (backward_input_cvec_tile)
 // for a stride-1 layer. gp: the padded output gradient [N][Cout][hg][wg]
 // and gsum its sum over each group's filters, as backward_input_implicit
-// builds them; goff: term r's offset in gp from a position h * wg + w. The
-// input values are laid out as [groups][channel block][N x H x W
-// positions][NC] and the filters as [groups][channel block][R][NC] (zeros
-// past the group's channels), and the tie check reads them so (no filters
-// laid out by channel as the in-place tiles need). The (sample, channel)
-// pairs it flags are recomputed by the exact tile one at a time; with more
-// than 1 in 16 flagged (integer test data) it returns false, computing
-// nothing, and the caller takes the in-place tiles. Tasks of (group,
-// channel block, chunk of positions), samples back to back.
+// builds them; goff: term r's offset in gp from a position h * wg + w.
+// Tasks of (group, channel block, chunk of positions), samples back to
+// back, consecutive per block; each thread lays out the block its tasks
+// need just before using it (pack_cvec_impl: input values as [N x H x W
+// positions][NC], filters as [R][NC], zeros past the group's channels),
+// so the filters are still in L2 for the arithmetic. A block's first task
+// also runs the tie check on that layout (no filters laid out by channel
+// as the in-place tiles need). The (sample, channel) pairs it flags are
+// recomputed by the exact tile one at a time; with more than 1 in 16
+// flagged (integer test data) it returns false and the caller's in-place
+// tiles write dX again.
 template <typename T>
 bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
                                 const T* w, const int64_t* goff, T* gx,
@@ -923,10 +950,8 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const int64_t R = cout_g * taps, HW = s.h * s.w, P = s.n * HW;
   const int64_t gplane = hg * wg, cblocks = (cin_g + NC - 1) / NC;
   const int64_t blocks = s.groups * cblocks;
-  T* const xt = scratch<T, 10>(blocks * P * NC);
-  T* const wv = scratch<T, 11>(blocks * R * NC);
   const auto pack = ADDER_PICK_ISA(pack_cvec_impl<T>);
-  const auto scan = ADDER_PICK_ISA(tie_scan_lanes<T>);
+  const auto scan = ADDER_PICK_ISA(tie_masks_lanes<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
   // The tie check maps the smaller side, as sign_tie_channels: with fewer
   // input values than filter values a channel, every lane's input values
@@ -936,35 +961,33 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const int bits = map_bits(map_inputs ? P : R);
   const int64_t words = (int64_t(1) << bits) / 64;
   std::vector<uint8_t> tie(s.n * s.c, 0);  // per (sample, channel)
-  at::parallel_for(0, blocks, 1, [&](int64_t b, int64_t e) {
-    std::vector<uint64_t> maps((map_inputs ? NC : 1) * words);
-    std::vector<T> fj(map_inputs ? 0 : R);
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t g = blk / cblocks, c0 = blk % cblocks * NC;
-      const int64_t nc = std::min(NC, cin_g - c0);
-      const T* xc = x + (g * cin_g + c0) * HW;  // sample 0, first channel
-      T* wd = wv + blk * R * NC;
-      pack(w + (g * cout_g * cin_g + c0) * taps, xc, cout_g, cin_g, taps, nc,
-           s.n, s.c, HW, wd, xt + blk * P * NC);
-      uint8_t* flag = tie.data() + g * cin_g + c0;  // sample 0
-      if (!map_inputs) {
-        for (int64_t j = 0; j < nc; ++j) {
-          for (int64_t r = 0; r < R; ++r) fj[r] = wd[r * NC + j];
-          channel_ties(fj.data(), R, xc + j * HW, s, false, bits, maps,
-                       flag + j);
-        }
-        continue;
+  const auto check_ties = [&](int64_t g, int64_t c0, int64_t nc, const T* wd,
+                              std::vector<uint64_t>& maps, std::vector<T>& fj,
+                              std::vector<uint16_t>& hits) {
+    const T* xc = x + (g * cin_g + c0) * HW;  // sample 0, first channel
+    uint8_t* flag = tie.data() + g * cin_g + c0;  // sample 0
+    if (!map_inputs) {
+      fj.resize(R);
+      maps.resize(words);  // one channel's filter values at a time
+      for (int64_t j = 0; j < nc; ++j) {
+        for (int64_t r = 0; r < R; ++r) fj[r] = wd[r * NC + j];
+        channel_ties(fj.data(), R, xc + j * HW, s, false, bits, maps,
+                     flag + j);
       }
-      std::fill(maps.begin(), maps.end(), 0);
-      for (int64_t j = 0; j < nc; ++j)
-        for (int64_t n = 0; n < s.n; ++n)
-          flag[n * s.c + j] = insert_tie_keys(maps.data() + j * words, bits,
-                                              xc + (n * s.c + j) * HW, HW);
-      // Candidates: a NaN filter value (every sample), or one a sample's
-      // channel holds (that sample).
-      const uint64_t* map = maps.data();
-      for (int64_t q = scan(wd, 0, R * NC, map, words, bits); q < R * NC;
-           q = scan(wd, q + 1, R * NC, map, words, bits)) {
+      return;
+    }
+    maps.assign(NC * words, 0);
+    for (int64_t j = 0; j < nc; ++j)
+      for (int64_t n = 0; n < s.n; ++n)
+        flag[n * s.c + j] = insert_tie_keys(maps.data() + j * words, bits,
+                                            xc + (n * s.c + j) * HW, HW);
+    // Candidates: a NaN filter value (every sample), or one a sample's
+    // channel holds (that sample).
+    hits.resize((R * NC + 15) / 16);
+    scan(wd, R * NC, maps.data(), words, bits, hits.data());
+    for (int64_t i = 0; i < (int64_t)hits.size(); ++i)
+      for (unsigned m = hits[i]; m; m &= m - 1) {
+        const int64_t q = i * 16 + __builtin_ctz(m);
         const T v = wd[q];
         const int64_t j = q % NC;
         for (int64_t n = 0; n < s.n; ++n) {
@@ -972,12 +995,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
           f = f || v != v || in(xc + (n * s.c + j) * HW, HW, v);
         }
       }
-    }
-  });
-  // Pairs with a tie take the exact tile afterwards, one at a time; with
-  // many (test data, integer inputs) the in-place tiles are faster.
-  const int64_t flagged = std::count(tie.begin(), tie.end(), 1);
-  if (flagged * 16 > s.n * s.c) return false;
+  };
   // Per (group, position): the output gradient summed over its terms
   // (goff's first taps are filter 0's, at offsets 0 + tap offset).
   std::vector<T> gtot(s.groups * P);
@@ -994,12 +1012,23 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const auto fn = ADDER_PICK_ISA(backward_input_cvec_impl<T>);
   at::parallel_for(0, blocks * chunks, 1, [&](int64_t b, int64_t e) {
     T* out = scratch<T>((per + MP) * NC);
+    T* xt = scratch<T, 10>(P * NC);
+    T* wv = scratch<T, 11>(R * NC);
+    std::vector<uint64_t> maps;
+    std::vector<T> fj;
+    std::vector<uint16_t> hits;
+    int64_t packed = -1;
     for (int64_t task = b; task < e; ++task) {
       const int64_t blk = task / chunks, g = blk / cblocks;
       const int64_t c0 = blk % cblocks * NC, nc = std::min(NC, cin_g - c0);
+      if (blk != packed) {
+        pack(w + (g * cout_g * cin_g + c0) * taps, x + (g * cin_g + c0) * HW,
+             cout_g, cin_g, taps, nc, s.n, s.c, HW, wv, xt);
+        packed = blk;
+      }
+      if (task % chunks == 0) check_ties(g, c0, nc, wv, maps, fj, hits);
       const int64_t q0 = task % chunks * per, q1 = std::min(P, q0 + per);
-      fn(gp + g * cout_g * gplane, gpos.data(), xt + blk * P * NC, q0, q1,
-         goff, wv + blk * R * NC, R, out);
+      fn(gp + g * cout_g * gplane, gpos.data(), xt, q0, q1, goff, wv, R, out);
       for (int64_t q = q0; q < q1; ++q) {
         const T* a = out + (q - q0) * NC;
         const T tot = gtot[g * P + q];
@@ -1008,6 +1037,10 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
       }
     }
   });
+  // Pairs with a tie take the exact tile, one at a time; with many (test
+  // data, integer inputs) the in-place tiles are faster.
+  const int64_t flagged = std::count(tie.begin(), tie.end(), 1);
+  if (flagged * 16 > s.n * s.c) return false;
   if (flagged == 0) return true;
   std::vector<int64_t> pairs;
   for (int64_t i = 0; i < s.n * s.c; ++i)

@@ -577,9 +577,10 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
 }
 
 // Filter tile `ft` of group g as [K][NF] minus the per-row shift (null:
-// none), zeros past the group's filters, and each filter's sum to wsum.
+// none), zeros past the group's filters, and each filter's sum to wsum
+// (the tile's: wsum[i] for its filter i).
 // Row k of the tile is value k of its filters, gathered (K apart; the
-// driver keeps NF x K within int32) and summed lane-wise in double. (A
+// driver keeps NF x K within int32) and summed lane-wise. (A
 // scalar running sum had made this packing 40% of the 512-filter 7x7
 // layer's arithmetic; storing each filter's vectors lane by lane into the
 // rows, 19%.)
@@ -590,7 +591,9 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
   using V = typename Vec<T>::type;
   using M = typename Vec<T>::mask;
   constexpr int NF = fvec_nf<T>(), W = Vec<T>::width, NV = NF / W;
-  typedef double D __attribute__((vector_size(W * sizeof(double))));
+  // Sums: 4 rows in T, then in double, half a vector at a time.
+  typedef T H __attribute__((vector_size(kVecBytes / 2)));
+  typedef double D __attribute__((vector_size(W / 2 * sizeof(double))));
   const int64_t K = s.k(), cout_g = s.cout_g(), f0 = ft * NF;
   const int nf = (int)std::min<int64_t>(NF, cout_g - f0);
   const T* rs = row_shift ? row_shift + g * K : nullptr;
@@ -601,19 +604,29 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
     idx[i] = (int32_t)(i * K);
     valid[i / W][i % W] = i < nf ? -1 : 0;
   }
-  D total[NV] = {};
-  for (int64_t k = 0; k < K; ++k) {
-    const V shift = vsplat(rs ? rs[k] : T(0));
+  D total[NV][2] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += 4) {
+    V part[NV] = {};
+    for (int64_t k = k0; k < std::min(K, k0 + 4); ++k) {
+      const V shift = vsplat(rs ? rs[k] : T(0));
+      for (int v = 0; v < NV; ++v) {
+        // Lanes past nf: 0 - shift, masked back to 0.
+        const V x = (V)((M)(vgather(src + k, idx + v * W, nf - v * W) -
+                            shift) &
+                        valid[v]);
+        std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
+        part[v] += x;
+      }
+    }
     for (int v = 0; v < NV; ++v) {
-      // Lanes past nf: 0 - shift, masked back to 0.
-      const V x = (V)((M)(vgather(src + k, idx + v * W, nf - v * W) - shift) &
-                      valid[v]);
-      std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
-      total[v] += __builtin_convertvector(x, D);
+      H half[2];
+      std::memcpy(half, &part[v], sizeof(V));
+      total[v][0] += __builtin_convertvector(half[0], D);
+      total[v][1] += __builtin_convertvector(half[1], D);
     }
   }
   for (int i = 0; i < nf; ++i)
-    wsum[g * cout_g + f0 + i] = (T)total[i / W][i % W];
+    wsum[i] = (T)total[i / W][i % W / (W / 2)][i % (W / 2)];
 }
 
 // Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
@@ -1086,21 +1099,20 @@ inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
 }
 
 // tie_scan over rows of NC values whose lane j belongs to channel j, with
-// channel j's map at maps + j * words (64-bit words): the first q in
-// [q, n) (q = row * NC + lane) whose value has its bit set in its lane's
-// map or is NaN, else n. AVX-512, float: 16 values a step from a multiple
-// of 16 (NC is 32), the map words gathered at per-lane offsets.
+// channel j's map at maps + j * words (64-bit words), as masks: bit i of
+// masks[q / 16] is set where value q (= row * NC + lane, q < n) has its bit
+// set in its lane's map or is NaN (a possible tie, which the caller
+// confirms). AVX-512, float: 16 values a step, the map words gathered at
+// per-lane offsets, and no branch: returning at each candidate (about one
+// a 6 steps with 13-bit maps) left the gathers' latency exposed.
 template <typename T>
-inline int64_t tie_scan_lanes(const T* p, int64_t q, int64_t n,
-                              const uint64_t* maps, int64_t words, int bits) {
+inline void tie_masks_lanes(const T* p, int64_t n, const uint64_t* maps,
+                            int64_t words, int bits, uint16_t* masks) {
   constexpr int NC = cvec_nc<T>();
-  auto scalar_hit = [&](int64_t i) {
-    return tie_hit(maps + (i % NC) * words, bits, p[i]);
-  };
+  std::fill(masks, masks + (n + 15) / 16, uint16_t(0));
+  int64_t q = 0;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float> && NC % 16 == 0) {
-    for (; q < n && q % 16; ++q)
-      if (scalar_hit(q)) return q;
     const int* words32 = reinterpret_cast<const int*>(maps);
     const __m512i lane = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
@@ -1109,14 +1121,13 @@ inline int64_t tie_scan_lanes(const T* p, int64_t q, int64_t n,
     for (; q + 16 <= n; q += 16) {
       const __m512i offset =
           _mm512_add_epi32(lane, _mm512_set1_epi32((int)(q % NC * 2 * words)));
-      const __mmask16 hit = tie_hits16(p + q, words32, offset, bits);
-      if (hit) return q + __builtin_ctz(hit);
+      masks[q / 16] = tie_hits16(p + q, words32, offset, bits);
     }
   }
 #endif
   for (; q < n; ++q)
-    if (scalar_hit(q)) return q;
-  return n;
+    if (tie_hit(maps + (q % NC) * words, bits, p[q]))
+      masks[q / 16] |= uint16_t(1u << (q % 16));
 }
 
 // Whether v equals one of f[0..R): confirms tie_scan's candidates (about
