@@ -767,35 +767,45 @@ bool insert_tie_keys(uint64_t* map, int bits, const T* v, int64_t count) {
 // One channel's flags (flag[n * s.c] for sample n): its R filter values f,
 // its input values from xc (sample 0; samples s.c planes apart), the map
 // (2^bits bits) holding its input values (map_inputs) or its filter values.
+// hits: the scans' masks (tie_masks).
 template <typename T>
 void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
                   bool map_inputs, int bits, std::vector<uint64_t>& map,
-                  uint8_t* flag) {
+                  std::vector<uint16_t>& hits, uint8_t* flag) {
   const int64_t HW = s.h * s.w;
-  const auto scan = ADDER_PICK_ISA(tie_scan<T>);
+  const auto scan = ADDER_PICK_ISA(tie_masks<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
+  const int64_t words = (int64_t)map.size();
   std::fill(map.begin(), map.end(), 0);
   if (map_inputs) {
     for (int64_t n = 0; n < s.n; ++n)
       flag[n * s.c] = insert_tie_keys(map.data(), bits, xc + n * s.c * HW, HW);
     // Candidate filter values (set bits, NaN): a NaN flags every sample, a
     // value each sample holding it.
-    for (int64_t q = scan(f, 0, R, map.data(), bits); q < R;
-         q = scan(f, q + 1, R, map.data(), bits))
-      for (int64_t n = 0; n < s.n; ++n) {
-        uint8_t& fl = flag[n * s.c];
-        fl = fl || f[q] != f[q] || in(xc + n * s.c * HW, HW, f[q]);
+    hits.resize((R + 15) / 16);
+    scan(f, R, map.data(), words, bits, false, hits.data());
+    for (int64_t i = 0; i < (int64_t)hits.size(); ++i)
+      for (unsigned m = hits[i]; m; m &= m - 1) {
+        const T v = f[i * 16 + __builtin_ctz(m)];
+        for (int64_t n = 0; n < s.n; ++n) {
+          uint8_t& fl = flag[n * s.c];
+          fl = fl || v != v || in(xc + n * s.c * HW, HW, v);
+        }
       }
     return;
   }
   const bool nan = insert_tie_keys(map.data(), bits, f, R);
+  hits.resize((HW + 15) / 16);
   for (int64_t n = 0; n < s.n; ++n) {
     bool hit = nan;
     const T* p = xc + n * s.c * HW;
     // Candidates (set bits, NaN) confirmed by a scan of the filters.
-    for (int64_t q = scan(p, 0, HW, map.data(), bits); q < HW && !hit;
-         q = scan(p, q + 1, HW, map.data(), bits))
-      hit = p[q] != p[q] || in(f, R, p[q]);
+    if (!hit) scan(p, HW, map.data(), words, bits, false, hits.data());
+    for (int64_t i = 0; i < (int64_t)hits.size() && !hit; ++i)
+      for (unsigned m = hits[i]; m && !hit; m &= m - 1) {
+        const T v = p[i * 16 + __builtin_ctz(m)];
+        hit = v != v || in(f, R, v);
+      }
     flag[n * s.c] = hit;
   }
 }
@@ -809,8 +819,9 @@ std::vector<uint8_t> sign_tie_channels(const T* x, const T* wc,
   std::vector<uint8_t> tie(s.n * s.c, 0);
   at::parallel_for(0, s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<uint64_t> map((int64_t(1) << bits) / 64);
+    std::vector<uint16_t> hits;
     for (int64_t c = b; c < e; ++c)
-      channel_ties(wc + c * R, R, x + c * HW, s, map_inputs, bits, map,
+      channel_ties(wc + c * R, R, x + c * HW, s, map_inputs, bits, map, hits,
                    tie.data() + c);
   });
   return tie;
@@ -951,7 +962,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const int64_t gplane = hg * wg, cblocks = (cin_g + NC - 1) / NC;
   const int64_t blocks = s.groups * cblocks;
   const auto pack = ADDER_PICK_ISA(pack_cvec_impl<T>);
-  const auto scan = ADDER_PICK_ISA(tie_masks_lanes<T>);
+  const auto scan = ADDER_PICK_ISA(tie_masks<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
   // The tie check maps the smaller side, as sign_tie_channels: with fewer
   // input values than filter values a channel, every lane's input values
@@ -971,7 +982,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
       maps.resize(words);  // one channel's filter values at a time
       for (int64_t j = 0; j < nc; ++j) {
         for (int64_t r = 0; r < R; ++r) fj[r] = wd[r * NC + j];
-        channel_ties(fj.data(), R, xc + j * HW, s, false, bits, maps,
+        channel_ties(fj.data(), R, xc + j * HW, s, false, bits, maps, hits,
                      flag + j);
       }
       return;
@@ -984,7 +995,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
     // Candidates: a NaN filter value (every sample), or one a sample's
     // channel holds (that sample).
     hits.resize((R * NC + 15) / 16);
-    scan(wd, R * NC, maps.data(), words, bits, hits.data());
+    scan(wd, R * NC, maps.data(), words, bits, true, hits.data());
     for (int64_t i = 0; i < (int64_t)hits.size(); ++i)
       for (unsigned m = hits[i]; m; m &= m - 1) {
         const int64_t q = i * 16 + __builtin_ctz(m);

@@ -1051,29 +1051,45 @@ ADDER_INLINE __mmask16 tie_hits16(const float* p, const int* words,
 }
 #endif
 
-// The first q in [q, n) whose p[q] has its bit set in `map` or is NaN (a
-// possible tie, which the caller confirms), else n. AVX-512, float: 16
-// values a step (hash by vpmulld, bits by a gather; AVX2 8): the scalar
-// check (this scan and tie_in's confirmations) cost 16% of a 64-filter
-// 56x56 layer's input gradient on AVX-512.
+// The possible ties among n values at p, as masks: bit i of masks[q / 16]
+// is set where value q has its bit set in its map or is NaN (a candidate
+// the caller confirms). One map (2^bits bits at maps) or, with `lanes`,
+// rows of NC values whose lane j belongs to channel j (the by-channels
+// layout), channel j's map at maps + j * words (64-bit words). AVX-512,
+// float: 16 values a step (hash by vpmulld, map words by a gather, at
+// per-lane offsets with `lanes`); AVX2, one map: 8 a step. No branch a
+// step: returning at each candidate (about one in 6 steps with 13-bit
+// maps) left the gathers' latency exposed, and the scalar check (this scan
+// and tie_in's confirmations) had cost 16% of a 64-filter 56x56 layer's
+// input gradient on AVX-512.
 template <typename T>
-inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
-                        int bits) {
+inline void tie_masks(const T* p, int64_t n, const uint64_t* maps,
+                      int64_t words, int bits, bool lanes, uint16_t* masks) {
+  constexpr int NC = cvec_nc<T>();
+  std::fill(masks, masks + (n + 15) / 16, uint16_t(0));
+  int64_t q = 0;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  if constexpr (std::is_same_v<T, float>) {
-    const int* words = reinterpret_cast<const int*>(map);
-    for (; q + 16 <= n; q += 16)
-      if (const __mmask16 hit =
-              tie_hits16(p + q, words, _mm512_setzero_si512(), bits))
-        return q + __builtin_ctz(hit);
+  if constexpr (std::is_same_v<T, float> && NC % 16 == 0) {
+    const int* words32 = reinterpret_cast<const int*>(maps);
+    const __m512i lane =
+        lanes ? _mm512_mullo_epi32(
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                      12, 13, 14, 15),
+                    _mm512_set1_epi32((int)(2 * words)))
+              : _mm512_setzero_si512();
+    for (; q + 16 <= n; q += 16) {
+      const __m512i offset = _mm512_add_epi32(
+          lane, _mm512_set1_epi32(lanes ? (int)(q % NC * 2 * words) : 0));
+      masks[q / 16] = tie_hits16(p + q, words32, offset, bits);
+    }
   }
 #elif ADDER_ISA_X86
-  if constexpr (std::is_same_v<T, float>) {  // AVX2: the same, 8 a step
+  if constexpr (std::is_same_v<T, float>) {
     const __m256i mult = _mm256_set1_epi32((int)(uint32_t)kTieHashMul);
     const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
     const __m128i shift = _mm_cvtsi32_si128(32 - bits);
-    const int* words = reinterpret_cast<const int*>(map);
-    for (; q + 8 <= n; q += 8) {
+    const int* words32 = reinterpret_cast<const int*>(maps);
+    for (; !lanes && q + 8 <= n; q += 8) {
       const __m256 v = _mm256_loadu_ps(p + q);
       const __m256i k =
           _mm256_castps_si256(_mm256_add_ps(v, _mm256_setzero_ps()));
@@ -1083,54 +1099,22 @@ inline int64_t tie_scan(const T* p, int64_t q, int64_t n, const uint64_t* map,
                                                _mm256_cmpeq_epi32(h, zero));
       h = _mm256_sub_epi32(h, bump);
       const __m256i w =
-          _mm256_i32gather_epi32(words, _mm256_srli_epi32(h, 5), 4);
+          _mm256_i32gather_epi32(words32, _mm256_srli_epi32(h, 5), 4);
       const __m256i bit = _mm256_and_si256(h, _mm256_set1_epi32(31));
       const __m256i set = _mm256_and_si256(_mm256_srlv_epi32(w, bit), one);
-      const int hit =
+      const unsigned hit =
           _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(set, one))) |
           _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      if (hit) return q + __builtin_ctz(hit);
+      masks[q / 16] |= uint16_t(hit << (q % 16));
     }
   }
 #endif
   for (; q < n; ++q)
-    if (tie_hit(map, bits, p[q])) return q;
-  return n;
-}
-
-// tie_scan over rows of NC values whose lane j belongs to channel j, with
-// channel j's map at maps + j * words (64-bit words), as masks: bit i of
-// masks[q / 16] is set where value q (= row * NC + lane, q < n) has its bit
-// set in its lane's map or is NaN (a possible tie, which the caller
-// confirms). AVX-512, float: 16 values a step, the map words gathered at
-// per-lane offsets, and no branch: returning at each candidate (about one
-// a 6 steps with 13-bit maps) left the gathers' latency exposed.
-template <typename T>
-inline void tie_masks_lanes(const T* p, int64_t n, const uint64_t* maps,
-                            int64_t words, int bits, uint16_t* masks) {
-  constexpr int NC = cvec_nc<T>();
-  std::fill(masks, masks + (n + 15) / 16, uint16_t(0));
-  int64_t q = 0;
-#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  if constexpr (std::is_same_v<T, float> && NC % 16 == 0) {
-    const int* words32 = reinterpret_cast<const int*>(maps);
-    const __m512i lane = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                          15),
-        _mm512_set1_epi32((int)(2 * words)));
-    for (; q + 16 <= n; q += 16) {
-      const __m512i offset =
-          _mm512_add_epi32(lane, _mm512_set1_epi32((int)(q % NC * 2 * words)));
-      masks[q / 16] = tie_hits16(p + q, words32, offset, bits);
-    }
-  }
-#endif
-  for (; q < n; ++q)
-    if (tie_hit(maps + (q % NC) * words, bits, p[q]))
+    if (tie_hit(maps + (lanes ? q % NC * words : 0), bits, p[q]))
       masks[q / 16] |= uint16_t(1u << (q % 16));
 }
 
-// Whether v equals one of f[0..R): confirms tie_scan's candidates (about
+// Whether v equals one of f[0..R): confirms tie_masks' candidates (about
 // one input value in a hundred is a false positive of the bitmap, each a
 // scan of the channel's R filter values). Float: 16 (AVX-512) or 8 (AVX2)
 // a compare.
