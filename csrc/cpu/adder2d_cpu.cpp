@@ -753,17 +753,6 @@ int map_bits(int64_t values) {
   while ((int64_t(1) << bits) < 64 * values && bits < 17) ++bits;
   return bits;
 }
-// Sets the map bits of `count` values; whether one is NaN.
-template <typename T>
-bool insert_tie_keys(uint64_t* map, int bits, const T* v, int64_t count) {
-  bool nan = false;
-  for (int64_t r = 0; r < count; ++r) {
-    const auto i = generic::tie_index<T>(generic::tie_key(v[r]), bits);
-    map[i >> 6] |= uint64_t(1) << (i & 63);
-    nan = nan || v[r] != v[r];
-  }
-  return nan;
-}
 // One channel's flags (flag[n * s.c] for sample n): its R filter values f,
 // its input values from xc (sample 0; samples s.c planes apart), the map
 // (2^bits bits) holding its input values (map_inputs) or its filter values.
@@ -775,11 +764,12 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
   const int64_t HW = s.h * s.w;
   const auto scan = ADDER_PICK_ISA(tie_masks<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
+  const auto insert = ADDER_PICK_ISA(tie_insert<T>);
   const int64_t words = (int64_t)map.size();
   std::fill(map.begin(), map.end(), 0);
   if (map_inputs) {
     for (int64_t n = 0; n < s.n; ++n)
-      flag[n * s.c] = insert_tie_keys(map.data(), bits, xc + n * s.c * HW, HW);
+      flag[n * s.c] = insert(map.data(), bits, xc + n * s.c * HW, HW);
     // Candidate filter values (set bits, NaN): a NaN flags every sample, a
     // value each sample holding it.
     hits.resize((R + 15) / 16);
@@ -794,7 +784,7 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
       }
     return;
   }
-  const bool nan = insert_tie_keys(map.data(), bits, f, R);
+  const bool nan = insert(map.data(), bits, f, R);
   hits.resize((HW + 15) / 16);
   for (int64_t n = 0; n < s.n; ++n) {
     bool hit = nan;
@@ -964,6 +954,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   const auto pack = ADDER_PICK_ISA(pack_cvec_impl<T>);
   const auto scan = ADDER_PICK_ISA(tie_masks<T>);
   const auto in = ADDER_PICK_ISA(tie_in<T>);
+  const auto insert = ADDER_PICK_ISA(tie_insert<T>);
   // The tie check maps the smaller side, as sign_tie_channels: with fewer
   // input values than filter values a channel, every lane's input values
   // (scanning the packed filters lane by lane), else one channel's filter
@@ -990,8 +981,8 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
     maps.assign(NC * words, 0);
     for (int64_t j = 0; j < nc; ++j)
       for (int64_t n = 0; n < s.n; ++n)
-        flag[n * s.c + j] = insert_tie_keys(maps.data() + j * words, bits,
-                                            xc + (n * s.c + j) * HW, HW);
+        flag[n * s.c + j] = insert(maps.data() + j * words, bits,
+                                   xc + (n * s.c + j) * HW, HW);
     // Candidates: a NaN filter value (every sample), or one a sample's
     // channel holds (that sample).
     hits.resize((R * NC + 15) / 16);

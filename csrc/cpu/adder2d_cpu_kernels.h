@@ -1030,26 +1030,58 @@ ADDER_INLINE bool tie_hit(const uint64_t* map, int bits, T v) {
   return ((map[i >> 6] >> (i & 63)) & 1) || v != v;
 }
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+// tie_index of 16 floats' keys, lane-wise.
+ADDER_INLINE __m512i tie_index16(__m512 v, int bits) {
+  const __m512i mult = _mm512_set1_epi32((int)(uint32_t)kTieHashMul);
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i k = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));
+  const __m512i h = _mm512_srl_epi32(_mm512_mullo_epi32(k, mult),
+                                     _mm_cvtsi32_si128(32 - bits));
+  const __mmask16 bump =
+      _mm512_cmpeq_epi32_mask(h, zero) & _mm512_cmpneq_epi32_mask(k, zero);
+  return _mm512_mask_add_epi32(h, bump, h, _mm512_set1_epi32(1));
+}
 // 16 floats at p against 2^bits-bit maps of 32-bit words: lane i's map
 // starts at words + offset[i]. The lanes whose bit is set or that are NaN.
 ADDER_INLINE __mmask16 tie_hits16(const float* p, const int* words,
                                   __m512i offset, int bits) {
-  const __m512i mult = _mm512_set1_epi32((int)(uint32_t)kTieHashMul);
-  const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
   const __m512 v = _mm512_loadu_ps(p);
-  const __m512i k = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));
-  __m512i h = _mm512_srl_epi32(_mm512_mullo_epi32(k, mult),
-                               _mm_cvtsi32_si128(32 - bits));
-  const __mmask16 bump =
-      _mm512_cmpeq_epi32_mask(h, zero) & _mm512_cmpneq_epi32_mask(k, zero);
-  h = _mm512_mask_add_epi32(h, bump, h, one);
+  const __m512i h = tie_index16(v, bits);
   const __m512i w = _mm512_i32gather_epi32(
       _mm512_add_epi32(offset, _mm512_srli_epi32(h, 5)), words, 4);
   const __m512i bit = _mm512_and_si512(h, _mm512_set1_epi32(31));
-  return _mm512_test_epi32_mask(_mm512_srlv_epi32(w, bit), one) |
+  return _mm512_test_epi32_mask(_mm512_srlv_epi32(w, bit),
+                                _mm512_set1_epi32(1)) |
          _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
 }
 #endif
+
+// Sets the map bits (2^bits) of `count` values at v; whether one is NaN.
+// AVX-512, float: the indices 16 at a time (one at a time, the hash was 7%
+// of a strided 256-filter layer's input gradient).
+template <typename T>
+inline bool tie_insert(uint64_t* map, int bits, const T* v, int64_t count) {
+  bool nan = false;
+  int64_t r = 0;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float>) {
+    alignas(64) uint32_t idx[16];
+    for (; r + 16 <= count; r += 16) {
+      const __m512 x = _mm512_loadu_ps(v + r);
+      _mm512_store_si512((void*)idx, tie_index16(x, bits));
+      nan = nan || _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+      for (int i = 0; i < 16; ++i)
+        map[idx[i] >> 6] |= uint64_t(1) << (idx[i] & 63);
+    }
+  }
+#endif
+  for (; r < count; ++r) {
+    const auto i = tie_index<T>(tie_key(v[r]), bits);
+    map[i >> 6] |= uint64_t(1) << (i & 63);
+    nan = nan || v[r] != v[r];
+  }
+  return nan;
+}
 
 // The possible ties among n values at p, as masks: bit i of masks[q / 16]
 // is set where value q has its bit set in its map or is NaN (a candidate
