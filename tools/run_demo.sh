@@ -7,6 +7,8 @@
 #   DEMO_WORK     work dir (default: work_dirs/demo)
 #   DEMO_EPOCHS   override max_epochs (default: the config's)
 #   DEMO_DATA     data set folder (default: data/synthetic)
+#   DEMO_SEED     training seed (default 1, so that runs on one machine with
+#                 the same threads repeat; empty: mmengine draws one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,9 +27,14 @@ opts=(train_dataloader.dataset.data_root="$DATA/" val_dataloader.dataset.data_ro
 if [ -n "${DEMO_EPOCHS:-}" ]; then
   opts+=(train_cfg.max_epochs="$DEMO_EPOCHS")
 fi
+train_opts=()
+SEED=${DEMO_SEED-1}
+if [ -n "$SEED" ]; then
+  train_opts+=(randomness.seed="$SEED")
+fi
 # No validation inside training: tools/test.py evaluates the final
 # checkpoint right after (the same numbers, computed once).
-$PY tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "${opts[@]}" train_cfg.val_begin=100000
+$PY tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "${opts[@]}" "${train_opts[@]}" train_cfg.val_begin=100000
 CKPT=$(cat "$WORK/last_checkpoint")
 $PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test" --cfg-options "${opts[@]}" 2>&1 | tee "$WORK/test.log"
 $PY tools/export.py "$CKPT" "$WORK/export/adder_fcos.pth"
