@@ -414,6 +414,14 @@ inline void pack_patches(const T* x, const T* shift, const Adder2dShape& s,
         r_all -= r;
       }
     };
+    // A pointwise layer's patch row is the channel's plane itself: the
+    // positions are one run (per-row runs left scalar tails at every row
+    // end: 28-wide rows are 16 + 12 values).
+    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 &&
+        s.pw == 0) {
+      put(m, plane + l0, T(0));
+      continue;
+    }
     for (int64_t oh = oh0; q < q_end; ++oh) {
       const int64_t first = oh == oh0 ? ow0 : 0;
       const int64_t last = std::min(s.wout, first + (q_end - q));  // exclusive
@@ -456,14 +464,23 @@ inline void pack_panel_range(const T* x, const T* shift, const Adder2dShape& s,
       std::fill(last + k * NR + j0, last + (k + 1) * NR, T(0));
   }
   for (int64_t p = 0; p < p1 - p0; ++p) {
-    double acc[NR] = {};
+    // Two rows a step into two sums: one chain of dependent double adds
+    // ran at the add's latency (a tenth of the 1x1 layers' packing).
+    double acc[2][NR] = {};
     const T* panel = panels + p * K * NR;
-    for (int64_t k = 0; k < K; ++k)
-      for (int j = 0; j < NR; ++j) acc[j] += panel[k * NR + j];
+    int64_t k = 0;
+    for (; k + 1 < K; k += 2)
+      for (int j = 0; j < NR; ++j) {
+        acc[0][j] += panel[k * NR + j];
+        acc[1][j] += panel[(k + 1) * NR + j];
+      }
+    for (; k < K; ++k)
+      for (int j = 0; j < NR; ++j) acc[0][j] += panel[k * NR + j];
     bool ok = min_ok;
     for (int j = 0; j < NR; ++j) {
-      xsum[p * NR + j] = (T)acc[j];
-      ok = ok && std::isfinite(acc[j]);  // inf/NaN: direct form
+      acc[0][j] += acc[1][j];
+      xsum[p * NR + j] = (T)acc[0][j];
+      ok = ok && std::isfinite(acc[0][j]);  // inf/NaN: direct form
     }
     use_min[p] = ok;
   }

@@ -118,6 +118,11 @@ PATH_CASES = {
                                    groups=1, h=9, w=17),
     'packed, 1x1': dict(c=24, cout=16, kernel=(1, 1), stride=(1, 1),
                         padding=(0, 0), groups=1, h=7, w=9),
+    # Pointwise packing copies each channel's plane as one run; groups of 5
+    # channels (an odd K: the panel sums' two-row loop has a tail row).
+    'packed, 1x1, groups, odd K': dict(c=15, cout=12, kernel=(1, 1),
+                                       stride=(1, 1), padding=(0, 0),
+                                       groups=3, h=5, w=7),
     # Few positions (2 x 3 x 3 < 64): in place, not by filters.
     'in place, 128 filters, 3x3 map': dict(c=6, cout=128, kernel=(3, 3),
                                            stride=(1, 1), padding=(1, 1),
