@@ -19,7 +19,9 @@ network from plain torch modules with adder_det.ops.Adder2d (torch only).
 
 Times: medians over --repeat rounds, in each of which the conv and adder
 calls being compared run one after the other (so that a slow spell of a
-shared machine hits both sides of a ratio).
+shared machine hits both sides of a ratio). The unfold reference likewise:
+min(3, --repeat) rounds of one unfold call followed by --repeat adder
+forwards, the median of the rounds' ratios.
 
 Memory: on CUDA the peak of torch.cuda.max_memory_allocated above the
 inputs; on CPU the peak growth of the process RSS, sampled every ~0.2 ms,
@@ -317,6 +319,23 @@ def timeit_interleaved(fns, device, repeat, warmup=1):
     return [statistics.median(ts) for ts in times]
 
 
+def unfold_vs_adder(unfold_fwd, adder_fwd, device, rounds, calls):
+    """The unfold reference against the adder forward, paired like the
+    conv ratios: in each round one unfold call (tens to hundreds of ms),
+    then the median of ``calls`` adder calls right after it; returns the
+    unfold's median ms and the median of the rounds' ratios. (A single
+    unfold call against the adder's median from other seconds made the
+    ratio depend on the host's speed at two different moments.)"""
+    unfold_fwd()
+    unfold_ms, ratios = [], []
+    for _ in range(rounds):
+        t_unfold = timeit(unfold_fwd, device, 1, warmup=0)
+        t_adder = timeit(adder_fwd, device, calls, warmup=1)
+        unfold_ms.append(t_unfold * 1e3)
+        ratios.append(t_unfold / t_adder)
+    return statistics.median(unfold_ms), statistics.median(ratios)
+
+
 def bench_layer(spec, args, device):
     name, cin, cout, k, stride, size = spec
     pad = k // 2
@@ -367,13 +386,12 @@ def bench_layer(spec, args, device):
         def unfold_fwd():
             with torch.no_grad():
                 official_unfold_adder(x, w_add, stride, pad)
-        r['unfold_fwd_ms'] = timeit(unfold_fwd, device, 1) * 1e3
+        r['unfold_fwd_ms'], r['unfold_vs_adder_fwd'] = unfold_vs_adder(
+            unfold_fwd, adder_fwd, device, min(3, args.repeat), args.repeat)
     else:
-        r['unfold_fwd_ms'] = None
+        r['unfold_fwd_ms'] = r['unfold_vs_adder_fwd'] = None
     r['fwd_vs_conv'] = r['adder_fwd_ms'] / r['conv_fwd_ms']
     r['fwdbwd_vs_conv'] = r['adder_fwdbwd_ms'] / r['conv_fwdbwd_ms']
-    r['unfold_vs_adder_fwd'] = (r['unfold_fwd_ms'] / r['adder_fwd_ms']
-                                if r['unfold_fwd_ms'] else None)
     r['adder_gmac_per_s'] = macs / 1e9 / (r['adder_fwd_ms'] / 1e3)
     r['conv_gmac_per_s'] = macs / 1e9 / (r['conv_fwd_ms'] / 1e3)
     return r

@@ -20,7 +20,8 @@ def test_benchmark_op_json_tiny():
                                                      'head P6 3x3']
     for row in r['layers']:
         for key in ('conv_fwd_ms', 'adder_fwd_ms', 'conv_fwdbwd_ms',
-                    'adder_fwdbwd_ms', 'unfold_fwd_ms', 'adder_gmac_per_s',
+                    'adder_fwdbwd_ms', 'unfold_fwd_ms', 'unfold_vs_adder_fwd',
+                    'adder_gmac_per_s',
                     'adder_fraction_of_ceiling', 'adder_fwdbwd_peak_mb',
                     'conv_fwdbwd_peak_mb'):
             assert row[key] is not None and row[key] >= 0, (key, row)
