@@ -685,8 +685,7 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // the shifted filters' sums. With any inf/NaN filter value none of this:
     // the direct form runs everywhere.
     const int64_t sample = std::min<int64_t>(cout_g, 16);
-    std::vector<scalar_t> shift(s.groups * cin_g), row_shift(s.groups * K),
-        wsum(s.cout);
+    std::vector<scalar_t> shift(s.groups * cin_g), row_shift(s.groups * K);
     for (int64_t g = 0; g < s.groups; ++g)
       for (int64_t c = 0; c < cin_g; ++c) {
         double sum = 0;
@@ -709,6 +708,7 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // The shifted filters in the kernels' layout (per-thread scratch: a
     // fresh buffer of a layer's filters each call costs page faults).
     scalar_t* wpk = scratch<scalar_t, 5>(s.cout * K);
+    std::vector<scalar_t> wsum(s.cout);
     const int64_t items = cout_g / generic::kFwdMR + cout_g % generic::kFwdMR;
     const auto pack_filters = ADDER_PICK_ISA(pack_filters_impl<scalar_t>);
     auto pack_all = [&](const scalar_t* sh) {
