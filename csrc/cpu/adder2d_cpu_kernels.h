@@ -1308,6 +1308,10 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
         xr[i] = xt[i];
       }
       for (int i = rows; i < kRows; ++i) xr[i] = xr[rows - 1];
+      // Contiguous rows: the next position block's inputs of these rows,
+      // one line each, read when the walk over the rows comes back.
+      for (int i = 0; i < rows; ++i)
+        if (at[i] >= 0) __builtin_prefetch(xr[i] + NR);
       // Adds value(i, j) to each row's inputs (flat: stores it): in place
       // along a contiguous row, else through the gathered indices (padding
       // taps skipped). The row's values go through a local array first, so
