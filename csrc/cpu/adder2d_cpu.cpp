@@ -320,6 +320,27 @@ bool use_backward_by_channels(const Adder2dShape& s) {
          s.taps() < (int64_t(1) << 26);
 }
 
+// A strided layer's sign-rule input gradient by input channels, stride
+// phase by stride phase (backward_input_implicit, where the layer runs in
+// place). Against the in-place tiles (exact there below 512 positions a
+// phase; session 17, 3x3/2, batch 2, alternated runs, input gradient ms):
+// 512 filters at 14x14 in (98 positions a phase) 6.87 -> 4.66, 256 at
+// 14x14 1.79 -> 1.15, 2048 -> 256 at 7x7 7.11 -> 4.55, 128 at 14x14 0.47
+// -> 0.35, 256 at 28x28 (392) 4.20 -> 3.90; but 128 at 28x28 level, 64 ->
+// 128 at 28x28 1.05x the time, and 64 filters slower (at 28x28 1.2x, at
+// 40x40 1.12x, 128 -> 64 at 14x14 level): a phase's few terms (filters x
+// its taps) leave the layouts and the tie check uncovered. So from 128
+// filters up to 256 positions a phase, from 256 up to 512.
+bool use_phases_by_channels(const Adder2dShape& s, const DxLayout& d) {
+  int64_t most = 0;
+  for (const AxisPhase& r : d.rows)
+    for (const AxisPhase& c : d.cols) most = std::max(most, r.count * c.count);
+  const int64_t max_positions =
+      s.cout_g() >= 256 ? 512 : s.cout_g() >= 128 ? 256 : 0;
+  return active_isa() == kAvx512 && s.cin_g() >= 64 &&
+         s.n * most <= max_positions && s.taps() < (int64_t(1) << 26);
+}
+
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
 // buffer per call costs page faults that rival the arithmetic. Tag: one
 // buffer per use that may be live at the same time in the same thread.
@@ -942,7 +963,9 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
 // tiles write dX again.
 template <typename T>
 bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
-                                const T* w, const int64_t* goff, T* gx,
+                                const T* w, int64_t wtaps,
+                                const int64_t* tap_index,
+                                const int64_t* goff, T* gx,
                                 const Adder2dShape& s, int64_t hg,
                                 int64_t wg) {
   const int64_t NC = ADDER_PICK_ISA(cvec_nc<T>)();
@@ -1024,8 +1047,8 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
       const int64_t blk = task / chunks, g = blk / cblocks;
       const int64_t c0 = blk % cblocks * NC, nc = std::min(NC, cin_g - c0);
       if (blk != packed) {
-        pack(w + (g * cout_g * cin_g + c0) * taps, x + (g * cin_g + c0) * HW,
-             cout_g, cin_g, taps, nc, s.n, s.c, HW, wv, xt);
+        pack(w + (g * cout_g * cin_g + c0) * wtaps, x + (g * cin_g + c0) * HW,
+             cout_g, cin_g, wtaps, tap_index, taps, nc, s.n, s.c, HW, wv, xt);
         packed = blk;
       }
       if (task % chunks == 0) check_ties(g, c0, nc, wv, maps, fj, hits);
@@ -1062,7 +1085,8 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
       for (int64_t t = 0; t < cout_g; ++t)
         for (int64_t tap = 0; tap < taps; ++tap)
           wrow[t * taps + tap] =
-              w[((g * cout_g + t) * cin_g + cg) * taps + tap];
+              w[((g * cout_g + t) * cin_g + cg) * wtaps +
+                (tap_index ? tap_index[tap] : tap)];
       exact(gp + (n * s.cout + g * cout_g) * gplane, goff, R, wrow, xrow, s.h,
             s.w, wg, gx + pairs[i] * HW);
     }
@@ -1135,14 +1159,63 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   // filters; stride 1 by input channels where that applies (it checks for
   // ties itself, without the layouts below).
   const bool one = phases.size() == 1 && phases[0].plane.taps == taps;
+  // A strided layer by input channels, phase by phase: each phase with taps
+  // is a stride-1 layer of its own (its positions, its taps) on the
+  // phase's input values, into a phase buffer put in place after.
+  const auto phases_by_channels = [&](const T* gs) {
+    int64_t most = 0;
+    for (const Phase& p : phases)
+      most = std::max(most, p.plane.rows * p.plane.cols);
+    T* const xph = scratch_with_slack<T, 12>(s.n * s.c * most, 64);
+    T* const gph = scratch_with_slack<T, 13>(s.n * s.c * most, 64);
+    for (size_t pi = 0; pi < phases.size(); ++pi) {
+      const Phase& p = phases[pi];
+      const DxPlane& q = p.plane;
+      const int64_t hw = q.rows * q.cols;
+      // (h, k) of the phase: its input (h0 + h sh, w0 + k sw).
+      const auto at = [&](int64_t nc, int64_t h, int64_t k) {
+        return (nc * s.h + q.h0 + h * s.sh) * s.w + q.w0 + k * s.sw;
+      };
+      if (q.taps) {
+        at::parallel_for(0, s.n * s.c, 16, [&](int64_t b, int64_t e) {
+          for (int64_t nc = b; nc < e; ++nc)
+            for (int64_t h = 0; h < q.rows; ++h)
+              for (int64_t k = 0; k < q.cols; ++k)
+                xph[nc * hw + h * q.cols + k] = x[at(nc, h, k)];
+        });
+        std::vector<int64_t> tap_index;
+        for (int64_t i : p.r->taps)
+          for (int64_t j : p.c->taps) tap_index.push_back(i * s.kw + j);
+        Adder2dShape sp = s;
+        sp.h = q.rows, sp.w = q.cols;
+        sp.kh = (int64_t)p.r->taps.size(), sp.kw = (int64_t)p.c->taps.size();
+        sp.sh = sp.sw = sp.dh = sp.dw = 1;
+        sp.ph = sp.pw = 0;
+        if (!backward_input_by_channels(gp, gs, xph, w, taps,
+                                        tap_index.data(), goff[pi].data(),
+                                        gph, sp, hg, wg))
+          return false;
+      }
+      at::parallel_for(0, s.n * s.c, 16, [&](int64_t b, int64_t e) {
+        for (int64_t nc = b; nc < e; ++nc)
+          for (int64_t h = 0; h < q.rows; ++h)
+            for (int64_t k = 0; k < q.cols; ++k)
+              gx[at(nc, h, k)] = q.taps ? gph[nc * hw + h * q.cols + k] : T(0);
+      });
+    }
+    return true;
+  };
+  const bool by_phase = kSign && !one && use_phases_by_channels(s, layout);
   T* gsum = nullptr;
-  if (sign_fast_runs(s, kSign)) {
+  if (sign_fast_runs(s, kSign) || by_phase) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
     sum_over_filters(gp, s, gplane, gsum);
     if (one && use_backward_by_channels(s) &&
-        backward_input_by_channels(gp, gsum, x, w, goff[0].data(), gx, s, hg,
-                                   wg))
+        backward_input_by_channels(gp, gsum, x, w, taps, nullptr,
+                                   goff[0].data(), gx, s, hg, wg))
       return;
+    if (by_phase && phases_by_channels(gsum)) return;
+    if (!sign_fast_runs(s, kSign)) gsum = nullptr;
   }
   T* const xq = scratch_with_slack<T, 3>(xtotal, slack);
   at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
@@ -1250,8 +1323,8 @@ bool backward_input_1x1_by_channels(const T* go, const T* x, const T* w,
   sum_over_filters(gp, s, HW, gsum);
   std::vector<int64_t> goff(s.cout_g());
   for (int64_t t = 0; t < s.cout_g(); ++t) goff[t] = t * HW;
-  return backward_input_by_channels(gp, gsum, x, w, goff.data(), gx, s, s.h,
-                                    s.w);
+  return backward_input_by_channels(gp, gsum, x, w, 1, nullptr, goff.data(),
+                                    gx, s, s.h, s.w);
 }
 
 // The filters as [groups][K][cout_g] for the packed input gradient, in

@@ -961,28 +961,31 @@ inline void backward_input_cvec_impl(const T* gg, const int64_t* gpos,
 }
 
 // The by-channels layouts of one channel block (nc of NC channels, zeros
-// past them): filters w ([cout_g][cin_g][taps] of the group, from channel
-// c0) to wv [cout_g x taps][NC], each filter's run of nc x taps values
-// gathered a tap at a time (one value a channel, taps apart); input x ([N][C][HW] from the block's first channel, C apart
-// per sample) to xt [N x HW][NC].
+// past them): filters w ([cout_g][cin_g][wtaps] of the group, from channel
+// c0; the taps used: tap_index[k], k < taps, or null for all) to wv
+// [cout_g x taps][NC], each filter's run of nc x taps values gathered a tap
+// at a time (one value a channel, wtaps apart); input x ([N][C][HW] from
+// the block's first channel, C apart per sample) to xt [N x HW][NC].
 template <typename T>
 inline void pack_cvec_impl(const T* w, const T* x, int64_t cout_g,
-                           int64_t cin_g, int64_t taps, int64_t nc,
+                           int64_t cin_g, int64_t wtaps,
+                           const int64_t* tap_index, int64_t taps, int64_t nc,
                            int64_t n, int64_t c, int64_t HW, T* wv, T* xt) {
   constexpr int NC = cvec_nc<T>(), W = Vec<T>::width;
   alignas(64) int32_t idx[NC];
-  for (int j = 0; j < NC; ++j) idx[j] = (int32_t)(j * taps);
+  for (int j = 0; j < NC; ++j) idx[j] = (int32_t)(j * wtaps);
   for (int64_t t = 0; t < cout_g; ++t) {
-    const T* src = w + t * cin_g * taps;
+    const T* src = w + t * cin_g * wtaps;
     T* d = wv + t * taps * NC;
-    if (taps == 1) {
+    if (wtaps == 1) {
       std::copy(src, src + nc, d);
       std::fill(d + nc, d + NC, T(0));
       continue;
     }
     for (int64_t k = 0; k < taps; ++k)
       for (int v = 0; v < NC / W; ++v) {
-        const auto x = vgather(src + k, idx + v * W, (int)nc - v * W);
+        const T* tap = src + (tap_index ? tap_index[k] : k);
+        const auto x = vgather(tap, idx + v * W, (int)nc - v * W);
         std::memcpy(d + k * NC + v * W, &x, sizeof(x));
       }
   }

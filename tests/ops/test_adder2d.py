@@ -177,6 +177,17 @@ PATH_CASES = {
     'input gradient by channels, 1x1': dict(
         c=70, cout=130, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
         groups=1, h=6, w=7),
+    # A strided layer's input gradient by channels, phase by phase (AVX-512,
+    # in place, >= 128 filters a group, <= 256 positions a phase): 3x3/2 on
+    # 14 x 13 (phases of 7 x 7, 7 x 6, ... positions, with 1, 2, 2 and 4
+    # taps); then groups of 64 channels and 128 filters, stride (2, 1),
+    # dilated along the rows.
+    'input gradient by channels, strided, by phase': dict(
+        c=64, cout=128, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+        groups=1, h=14, w=13),
+    'input gradient by channels by phase, groups, stride (2, 1), dilated':
+        dict(c=128, cout=256, kernel=(3, 3), stride=(2, 1), padding=(2, 1),
+             dilation=(2, 1), groups=2, h=12, w=7),
     # Strided forwards in place, in stride phases (16 x 17 positions
     # computed for 16 x 16 outputs; 9 x 23 for 9 x 21).
     'in place, stride 2 (phases)': dict(c=10, cout=16, kernel=(3, 3),
@@ -274,30 +285,35 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
 # channels) or 43 of 128 (more than 1 in 16: the in-place or packed tiles).
 @pytest.mark.parametrize('integer_channels', [1, 40])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-@pytest.mark.parametrize('kernel', [3, 1])
+@pytest.mark.parametrize('kernel,stride', [(3, 1), (1, 1), (3, 2)])
 def test_sign_rule_ties_by_channels(cpu_isa, dtype, integer_channels,
-                                    kernel):
+                                    kernel, stride):
     """The input gradient by input channels (AVX-512; 64 channels, 2 x 6 x
-    6 positions, 3x3 or 1x1) gives sign 0 to ties like the other paths:
-    sample 0 of the first channels is integers against integer filters,
-    channel 40 of sample 1 has a single tie, channel 50 meets -0.0
-    against +0.0."""
+    6 positions, 3x3 or 1x1; 3x3/2 by stride phase on 14 x 14 with 128
+    filters) gives sign 0 to ties like the other paths: sample 0 of the
+    first channels is integers against integer filters, channel 40 of
+    sample 1 has a single tie, channel 50 meets -0.0 against +0.0 (with
+    stride 2 at inputs the centre tap reaches)."""
     g = torch.Generator().manual_seed(6)
     k, p = kernel, kernel // 2
-    x = torch.randn(2, 64, 6, 6, generator=g, dtype=torch.float64)
-    w = torch.randn(72, 64, k, k, generator=g, dtype=torch.float64)
+    hw, cout = (14, 128) if stride == 2 else (6, 72)
+    x = torch.randn(2, 64, hw, hw, generator=g, dtype=torch.float64)
+    w = torch.randn(cout, 64, k, k, generator=g, dtype=torch.float64)
     m = integer_channels
-    x[0, :m] = torch.randint(-2, 3, (m, 6, 6), generator=g).double()
-    w[:, :m] = torch.randint(-2, 3, (72, m, k, k), generator=g).double()
-    x[1, 40, 4, 5] = w[5, 40, p, p]
+    x[0, :m] = torch.randint(-2, 3, (m, hw, hw), generator=g).double()
+    w[:, :m] = torch.randint(-2, 3, (cout, m, k, k), generator=g).double()
+    x[1, 40, 4, 4 if stride == 2 else 5] = w[5, 40, p, p]
     x[:, 50, 2, 2] = -0.0
-    w[2, 50, 0, 0] = 0.0
+    w[(2, 50) + ((1, 1) if stride == 2 else (0, 0))] = 0.0
     x, w = x.to(dtype), w.to(dtype)
-    go = torch.randn(2, 72, 6, 6, generator=g, dtype=torch.float64).to(dtype)
+    hout = (hw + 2 * p - k) // stride + 1
+    go = torch.randn(2, cout, hout, hout, generator=g,
+                     dtype=torch.float64).to(dtype)
     got = torch.ops.adder_det.adder2d_backward_input(
-        go, x, w, [1, 1], [p, p], [1, 1], 1, True)
+        go, x, w, [stride] * 2, [p, p], [1, 1], 1, True)
     expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
-                                        (1, 1), (p, p), (1, 1), 1, True)
+                                        (stride,) * 2, (p, p), (1, 1), 1,
+                                        True)
     assert rel_err(got, expect) < TOL[dtype]
     for n, c in ((0, 0), (1, 40), (0, 50), (1, 50), (0, 41), (1, 0)):
         err = rel_err(got[n, c], expect[n, c])
