@@ -1205,7 +1205,10 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     }
     return true;
   };
-  const bool by_phase = kSign && !one && use_phases_by_channels(s, layout);
+  // (Its tile is the fast one: off in the "never" mode, as the others.)
+  const bool by_phase = kSign && !one &&
+                        sign_fast_mode_index.load() != kSignFastNever &&
+                        use_phases_by_channels(s, layout);
   T* gsum = nullptr;
   if (sign_fast_runs(s, kSign) || by_phase) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
