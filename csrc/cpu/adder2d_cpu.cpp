@@ -948,9 +948,13 @@ void sum_over_filters(const T* go, const Adder2dShape& s, int64_t plane,
 }
 
 // The sign rule's input gradient by input channels (backward_input_cvec_tile)
-// for a stride-1 layer. gp: the padded output gradient [N][Cout][hg][wg]
-// and gsum its sum over each group's filters, as backward_input_implicit
-// builds them; goff: term r's offset in gp from a position h * wg + w.
+// for a stride-1 layer, or one stride phase of a strided layer as one (s
+// its shape: the phase's positions and taps; x its input values). gp: the
+// padded output gradient [N][Cout][hg][wg] and gsum its sum over each
+// group's filters, as backward_input_implicit builds them; goff: term r's
+// offset in gp from a position h * wg + w; w: the layer's filters
+// [Cout][cin_g][wtaps], of whose taps the call uses tap_index[0 .. taps)
+// (null: all).
 // Tasks of (group, channel block, chunk of positions), samples back to
 // back, consecutive per block; each thread lays out the block its tasks
 // need just before using it (pack_cvec_impl: input values as [N x H x W
@@ -1173,7 +1177,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       const DxPlane& q = p.plane;
       const int64_t hw = q.rows * q.cols;
       // (h, k) of the phase: its input (h0 + h sh, w0 + k sw).
-      const auto at = [&](int64_t nc, int64_t h, int64_t k) {
+      const auto input_at = [&](int64_t nc, int64_t h, int64_t k) {
         return (nc * s.h + q.h0 + h * s.sh) * s.w + q.w0 + k * s.sw;
       };
       if (q.taps) {
@@ -1181,7 +1185,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
           for (int64_t nc = b; nc < e; ++nc)
             for (int64_t h = 0; h < q.rows; ++h)
               for (int64_t k = 0; k < q.cols; ++k)
-                xph[nc * hw + h * q.cols + k] = x[at(nc, h, k)];
+                xph[nc * hw + h * q.cols + k] = x[input_at(nc, h, k)];
         });
         std::vector<int64_t> tap_index;
         for (int64_t i : p.r->taps)
@@ -1200,7 +1204,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
         for (int64_t nc = b; nc < e; ++nc)
           for (int64_t h = 0; h < q.rows; ++h)
             for (int64_t k = 0; k < q.cols; ++k)
-              gx[at(nc, h, k)] = q.taps ? gph[nc * hw + h * q.cols + k] : T(0);
+              gx[input_at(nc, h, k)] =
+                  q.taps ? gph[nc * hw + h * q.cols + k] : T(0);
       });
     }
     return true;
