@@ -321,16 +321,20 @@ bool use_backward_by_channels(const Adder2dShape& s) {
 }
 
 // A strided layer's sign-rule input gradient by input channels, stride
-// phase by stride phase (backward_input_implicit, where the layer runs in
-// place). Against the in-place tiles (exact there below 512 positions a
-// phase; session 17, 3x3/2, batch 2, alternated runs, input gradient ms):
+// phase by stride phase (backward_input_implicit, also for the small maps
+// that would otherwise run packed). Against the in-place tiles (exact
+// there below 512 positions a phase; session 17, 3x3/2, batch 2,
+// alternated runs, input gradient ms):
 // 512 filters at 14x14 in (98 positions a phase) 6.87 -> 4.66, 256 at
 // 14x14 1.79 -> 1.15, 2048 -> 256 at 7x7 7.11 -> 4.55, 128 at 14x14 0.47
 // -> 0.35, 256 at 28x28 (392) 4.20 -> 3.90; but 128 at 28x28 level, 64 ->
 // 128 at 28x28 1.05x the time, and 64 filters slower (at 28x28 1.2x, at
 // 40x40 1.12x, 128 -> 64 at 14x14 level): a phase's few terms (filters x
 // its taps) leave the layouts and the tie check uncovered. So from 128
-// filters up to 256 positions a phase, from 256 up to 512.
+// filters up to 256 positions a phase, from 256 up to 512. Against
+// packing (small maps): 256 filters at 4x4 in 0.72 -> 0.33, at 8x8 0.71 ->
+// 0.55, 512 at 6x6 2.75 -> 1.86, at 8x8 2.67 -> 2.38, 128 at 8x8 0.20 ->
+// 0.19.
 bool use_phases_by_channels(const Adder2dShape& s, const DxLayout& d) {
   int64_t most = 0;
   for (const AxisPhase& r : d.rows)
@@ -1406,7 +1410,13 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
-    if (use_in_place_backward(s)) {
+    // (Strided layers by channels too where each phase is small: that
+    // computes the valid positions only, whatever the pitch would waste.)
+    const bool phases_by_channels =
+        sign_grad && (s.sh > 1 || s.sw > 1) && s.taps() > 1 &&
+        sign_fast_mode_index.load() != kSignFastNever &&
+        use_phases_by_channels(s, dx_layout(s));
+    if (use_in_place_backward(s) || phases_by_channels) {
       const auto fn = sign_grad ? &backward_input_implicit<scalar_t, true>
                                 : &backward_input_implicit<scalar_t, false>;
       fn(grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),

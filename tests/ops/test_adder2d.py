@@ -185,6 +185,11 @@ PATH_CASES = {
     'input gradient by channels, strided, by phase': dict(
         c=64, cout=128, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
         groups=1, h=14, w=13),
+    # An 8 x 8 map, whose phase pitch would leave the input gradient packed:
+    # by phase too.
+    'input gradient by channels by phase, small map (else packed)': dict(
+        c=64, cout=128, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+        groups=1, h=8, w=8),
     'input gradient by channels by phase, groups, stride (2, 1), dilated':
         dict(c=128, cout=256, kernel=(3, 3), stride=(2, 1), padding=(2, 1),
              dilation=(2, 1), groups=2, h=12, w=7),
