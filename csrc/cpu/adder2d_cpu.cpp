@@ -320,31 +320,6 @@ bool use_backward_by_channels(const Adder2dShape& s) {
          s.taps() < (int64_t(1) << 26);
 }
 
-// A strided layer's sign-rule input gradient by input channels, stride
-// phase by stride phase (backward_input_implicit, also for the small maps
-// that would otherwise run packed). Against the in-place tiles (exact
-// there below 512 positions a phase; session 17, 3x3/2, batch 2,
-// alternated runs, input gradient ms):
-// 512 filters at 14x14 in (98 positions a phase) 6.87 -> 4.66, 256 at
-// 14x14 1.79 -> 1.15, 2048 -> 256 at 7x7 7.11 -> 4.55, 128 at 14x14 0.47
-// -> 0.35, 256 at 28x28 (392) 4.20 -> 3.90; but 128 at 28x28 level, 64 ->
-// 128 at 28x28 1.05x the time, and 64 filters slower (at 28x28 1.2x, at
-// 40x40 1.12x, 128 -> 64 at 14x14 level): a phase's few terms (filters x
-// its taps) leave the layouts and the tie check uncovered. So from 128
-// filters up to 256 positions a phase, from 256 up to 512. Against
-// packing (small maps): 256 filters at 4x4 in 0.72 -> 0.33, at 8x8 0.71 ->
-// 0.55, 512 at 6x6 2.75 -> 1.86, at 8x8 2.67 -> 2.38, 128 at 8x8 0.20 ->
-// 0.19.
-bool use_phases_by_channels(const Adder2dShape& s, const DxLayout& d) {
-  int64_t most = 0;
-  for (const AxisPhase& r : d.rows)
-    for (const AxisPhase& c : d.cols) most = std::max(most, r.count * c.count);
-  const int64_t max_positions =
-      s.cout_g() >= 256 ? 512 : s.cout_g() >= 128 ? 256 : 0;
-  return active_isa() == kAvx512 && s.cin_g() >= 64 &&
-         s.n * most <= max_positions && s.taps() < (int64_t(1) << 26);
-}
-
 // Per-thread scratch memory, kept between calls: a fresh multi-megabyte
 // buffer per call costs page faults that rival the arithmetic. Tag: one
 // buffer per use that may be live at the same time in the same thread.
@@ -927,6 +902,39 @@ bool sign_fast_runs(const Adder2dShape& s, bool sign_grad) {
            (s.sh * s.sw == 1 ||
             s.n * s.h * s.w >= t.min_phase_positions * s.sh * s.sw)));
 }
+
+// A strided layer's sign-rule input gradient by input channels, stride
+// phase by stride phase (backward_input_implicit, also for the small maps
+// that would otherwise run packed). Against the in-place tiles (exact
+// there below 512 positions a phase; session 17, 3x3/2, batch 2,
+// alternated runs, input gradient ms):
+// 512 filters at 14x14 in (98 positions a phase) 6.87 -> 4.66, 256 at
+// 14x14 1.79 -> 1.15, 2048 -> 256 at 7x7 7.11 -> 4.55, 128 at 14x14 0.47
+// -> 0.35, 256 at 28x28 (392) 4.20 -> 3.90; but 128 at 28x28 level, 64 ->
+// 128 at 28x28 1.05x the time, and 64 filters slower (at 28x28 1.2x, at
+// 40x40 1.12x, 128 -> 64 at 14x14 level): a phase's few terms (filters x
+// its taps) leave the layouts and the tie check uncovered. So from 128
+// filters up to 256 positions a phase, from 256 up to 512. Against
+// packing (small maps): 256 filters at 4x4 in 0.72 -> 0.33, at 8x8 0.71 ->
+// 0.55, 512 at 6x6 2.75 -> 1.86, at 8x8 2.67 -> 2.38, 128 at 8x8 0.20 ->
+// 0.19.
+// Its tile is the sign rule's fast one: off in the "never" mode, as the
+// others; strided 1x1 layers (not timed) stay packed. The one decision
+// for the dispatch and backward_input_implicit.
+bool use_phases_by_channels(const Adder2dShape& s, bool sign_grad) {
+  if (!sign_grad || (s.sh == 1 && s.sw == 1) || s.taps() == 1 ||
+      sign_fast_mode_index.load() == kSignFastNever)
+    return false;
+  const DxLayout d = dx_layout(s);
+  int64_t most = 0;
+  for (const AxisPhase& r : d.rows)
+    for (const AxisPhase& c : d.cols) most = std::max(most, r.count * c.count);
+  const int64_t max_positions =
+      s.cout_g() >= 256 ? 512 : s.cout_g() >= 128 ? 256 : 0;
+  return active_isa() == kAvx512 && s.cin_g() >= 64 &&
+         s.n * most <= max_positions && s.taps() < (int64_t(1) << 26);
+}
+
 template <typename T>
 std::vector<uint8_t> sign_fast_ties(const T* x, const T* wc,
                                     const Adder2dShape& s, bool sign_grad) {
@@ -1111,7 +1119,7 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
 // stride-1 layer of its own; stride 1 is the single phase.
 template <typename T, bool kSign>
 void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
-                             const Adder2dShape& s) {
+                             const Adder2dShape& s, bool by_phase) {
   const int NR = ADDER_PICK_ISA(bwd_nr<T, kSign>)();
   const DxLayout layout = dx_layout(s);
   const std::vector<AxisPhase>&rows = layout.rows, &cols = layout.cols;
@@ -1214,10 +1222,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
     }
     return true;
   };
-  // (Its tile is the fast one: off in the "never" mode, as the others.)
-  const bool by_phase = kSign && !one &&
-                        sign_fast_mode_index.load() != kSignFastNever &&
-                        use_phases_by_channels(s, layout);
+  by_phase = by_phase && !one;
   T* gsum = nullptr;
   if (sign_fast_runs(s, kSign) || by_phase) {
     gsum = scratch_with_slack<T, 4>(s.n * s.groups * gplane, slack);
@@ -1412,15 +1417,13 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
     // (Strided layers by channels too where each phase is small: that
     // computes the valid positions only, whatever the pitch would waste.)
-    const bool phases_by_channels =
-        sign_grad && (s.sh > 1 || s.sw > 1) && s.taps() > 1 &&
-        sign_fast_mode_index.load() != kSignFastNever &&
-        use_phases_by_channels(s, dx_layout(s));
-    if (use_in_place_backward(s) || phases_by_channels) {
+    const bool by_phase = use_phases_by_channels(s, sign_grad);
+    if (use_in_place_backward(s) || by_phase) {
       const auto fn = sign_grad ? &backward_input_implicit<scalar_t, true>
                                 : &backward_input_implicit<scalar_t, false>;
       fn(grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),
-         weight.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s);
+         weight.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s,
+         by_phase);
       return;
     }
     if (sign_grad && s.taps() == 1 && s.ph == 0 && s.pw == 0 &&
