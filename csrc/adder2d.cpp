@@ -169,6 +169,23 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_sign_fast_mode", &adder_det::set_sign_fast_mode,
         "Set the sign rule's fast-tile mode: auto, always or never; returns "
         "the previous one. For benchmarks, between calls.");
+  m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
+        "Whether the CPU forward skips a non-negative input's zeros by its "
+        "thresholds (auto), wherever the input allows (always) or never.");
+  m.def("set_sparse_forward_mode", &adder_det::set_sparse_forward_mode,
+        "Set the sparse forward's mode: auto, always or never; returns the "
+        "previous one. For tests and benchmarks, between calls.");
+  m.def(
+      "sparse_forward_tried",
+      [](const at::Tensor& input, const at::Tensor& weight,
+         std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, int64_t groups) {
+        return adder_det::sparse_forward_tried(input, weight, stride, padding,
+                                               dilation, groups);
+      },
+      "Whether the CPU forward of adder2d(input, weight, stride, padding, "
+      "dilation, groups) would try skipping the input's zeros (mode, shape, "
+      "a sample of the input).");
   m.def("cpu_isa", &adder_det::cpu_isa,
         "The instruction set the CPU kernels run now: avx512, avx2 or "
         "generic.");

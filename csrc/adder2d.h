@@ -36,6 +36,21 @@ SignFastThresholds sign_fast_thresholds();
 std::string sign_fast_mode();
 std::string set_sign_fast_mode(const std::string& name);
 
+// Whether the CPU forward skips the zeros of a non-negative input (ReLU
+// outputs) by its thresholds ("auto", the default), wherever the input is
+// non-negative and finite ("always"; tests) or never ("never").
+// set_sparse_forward_mode returns the previous mode; for tests and
+// benchmarks, between calls.
+std::string sparse_forward_mode();
+std::string set_sparse_forward_mode(const std::string& name);
+// Whether the CPU forward of this call would try that path (by the mode,
+// the layer's shape and a sample of the input; it still takes a dense path
+// where its pass meets a negative or non-finite input value). For tests and
+// benchmarks.
+bool sparse_forward_tried(const at::Tensor& input, const at::Tensor& weight,
+                          at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation, int64_t groups);
+
 // The instruction set the CPU kernels run: the best this CPU has of
 // "avx512", "avx2", "generic", or lower where set_cpu_isa (or the
 // ADDER_DET_CPU_ISA environment variable, read at the first CPU call)

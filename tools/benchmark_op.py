@@ -13,6 +13,10 @@ add-class instructions), plus peak extra memory of each forward+backward.
 --network adds a whole AdderResNet-50 forward+backward against the conv
 ResNet-50: mmdet's ResNet/AdderResNet where mmdet is installed, else the same
 network from plain torch modules with adder_det.ops.Adder2d (torch only).
+The layers' inputs are standard normal (--input randn, the default) or its
+ReLU (--input relu: half zeros, what ResNet-50's adder layers see; the CPU
+forward skips zeros, --sparse-forward never turns that off); the network's
+layers see their real activations either way.
 
     python tools/benchmark_op.py --device cpu [--set all] [--network]
     python tools/benchmark_op.py --device cuda --json > bench.json
@@ -340,6 +344,8 @@ def bench_layer(spec, args, device):
     name, cin, cout, k, stride, size = spec
     pad = k // 2
     x = torch.randn(args.batch, cin, size, size, device=device)
+    if args.input == 'relu':
+        x = torch.relu(x)
     w_conv = torch.randn(cout, cin, k, k, device=device) * 0.05
     w_add = torch.randn(cout, cin, k, k, device=device)
     xg = x.clone().requires_grad_()
@@ -363,7 +369,8 @@ def bench_layer(spec, args, device):
     hout = (size + 2 * pad - k) // stride + 1
     macs = args.batch * cout * cin * k * k * hout * hout
     r = dict(layer=name, cin=cin, cout=cout, kernel=k, stride=stride,
-             size=size, gmac=macs / 1e9)
+             size=size, gmac=macs / 1e9,
+             input_zeros=(x == 0).float().mean().item())
     if args.memory_only:
         for key, fn in (('conv', conv_fwdbwd), ('adder', adder_fwdbwd)):
             fn()
@@ -422,6 +429,12 @@ def main():
     p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
                    help='run the CPU kernels with this instruction set '
                    '(default: the best this CPU has)')
+    p.add_argument('--input', choices=['randn', 'relu'], default='randn',
+                   help="the layers' inputs: standard normal, or its ReLU "
+                   "(half zeros, as ResNet-50's adder layers see them after "
+                   'BN and ReLU in training; the CPU forward skips zeros)')
+    p.add_argument('--sparse-forward', choices=['auto', 'always', 'never'],
+                   help="the CPU forward's zero skipping (default: auto)")
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -441,16 +454,21 @@ def main():
                              f'matches --layers {args.layers}')
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
-                torch=torch.__version__)
-    if args.cpu_isa and (device.type != 'cpu' or
-                         info['backend'] != 'compiled'):
-        raise SystemExit('benchmark_op: --cpu-isa is for the compiled CPU '
-                         'kernels (--device cpu, extension built)')
+                torch=torch.__version__, input=args.input)
+    for flag in ('cpu_isa', 'sparse_forward'):
+        if getattr(args, flag) and (device.type != 'cpu' or
+                                    info['backend'] != 'compiled'):
+            raise SystemExit(f"benchmark_op: --{flag.replace('_', '-')} is "
+                             'for the compiled CPU kernels (--device cpu, '
+                             'extension built)')
     if device.type == 'cpu' and info['backend'] == 'compiled':
         ext = load_extension()
         if args.cpu_isa:
             ext.set_cpu_isa(args.cpu_isa)  # a clear error if the CPU lacks it
+        if args.sparse_forward:
+            ext.set_sparse_forward_mode(args.sparse_forward)
         info['cpu_isa'] = ext.cpu_isa()
+        info['sparse_forward'] = ext.sparse_forward_mode()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -294,6 +295,67 @@ bool use_forward_by_filters(const Adder2dShape& s) {
   return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64 &&
          s.k() < (int64_t(1) << 26);
 }
+
+// The forward skipping zero inputs (forward_sparse): auto (by the
+// thresholds below), always (whenever the input is non-negative and
+// finite, any ISA, any size: for tests) or never.
+enum SparseForwardMode : int {
+  kSparseAuto = 0,
+  kSparseAlways,
+  kSparseNever
+};
+const char* const kSparseModes[] = {"auto", "always", "never"};
+std::atomic<int> sparse_mode_index{kSparseAuto};
+
+// Which layers may take it (the input's zeros are sampled after).
+bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
+  const int mode = sparse_mode_index.load();
+  // The lists hold int32 offsets of filter rows (K x NF) and of patch rows.
+  const int64_t NF = 64;  // the widest tile (AVX-512 float)
+  if (mode == kSparseNever || s.k() * NF >= (int64_t(1) << 31) ||
+      s.c * s.sh * s.sw * (s.h + 2 * s.ph + s.sh) * (s.w + 2 * s.pw + s.sw) >=
+          (int64_t(1) << 31))
+    return false;
+  if (mode == kSparseAlways) return true;
+  return is_float && active_isa() == kAvx512 && s.cout_g() >= 64 &&
+         s.cout_g() * s.k() >= 64 * 256 && s.n * s.hout * s.wout >= 64;
+}
+// The input's zeros from which it pays (AVX-512, ResNet-50's layers at
+// 224x224, batch 2, forward time against the dense paths, same process,
+// session 18): half zeros 0.65-0.86x (3x3 and 1x1, 7x7 to 56x56), 64 ->
+// 64 1x1 at 56x56 (64 terms a filter) 1.2-1.3x, hence its exclusion
+// above; 70% zeros 0.49-0.86x; a quarter zeros 0.7-1.24x (level).
+constexpr double kSparseMinZeros = 0.4;
+
+// The fraction of zeros in a sample of the input (64 runs of 64 values
+// spread over it), 0 if a sampled value is negative or NaN: whether the
+// sparse forward pays, judged without a pass over the input (the pass
+// itself rejects a negative or non-finite value wherever it finds one).
+template <typename T>
+double sampled_zero_fraction(const T* x, int64_t numel) {
+  constexpr int64_t kRuns = 64, kRun = 64;
+  int64_t zeros = 0, seen = 0;
+  const int64_t runs = std::min(kRuns, (numel + kRun - 1) / kRun);
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t b = numel / runs * r, e = std::min(numel, b + kRun);
+    for (int64_t i = b; i < e; ++i) {
+      if (!(x[i] >= T(0))) return 0;
+      zeros += x[i] == T(0);
+    }
+    seen += e - b;
+  }
+  return seen ? double(zeros) / seen : 0;
+}
+
+// Whether the forward tries forward_sparse (which still returns false if
+// its pass meets a negative or non-finite value).
+template <typename T>
+bool try_sparse_forward(const Adder2dShape& s, const T* x, int64_t numel) {
+  return sparse_forward_candidate(s, std::is_same_v<T, float>) &&
+         (sparse_mode_index.load() == kSparseAlways ||
+          sampled_zero_fraction(x, numel) >= kSparseMinZeros);
+}
+
 
 // The sign rule's input gradient by input channels
 // (backward_input_by_channels) where the fast tile runs on a stride-1
@@ -569,6 +631,145 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
   return !not_finite;
 }
 
+// The forward on a non-negative input, skipping its zeros (the identity
+// at list_nonzero). Tasks of (group, chunk of positions, run of filter
+// tiles); a task lists each position's nonzero inputs a K block at a time
+// and runs them against its filter tiles (max(w, 0), packed once for all
+// tasks). The positions are the valid outputs of every sample, read
+// through implicit_input's planes (unshifted: the identity needs the
+// zeros). Returns false, having written nothing usable, where an input
+// value is negative, inf or NaN or a filter sum is not finite: the caller
+// runs a dense path.
+template <typename T>
+bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
+  const int64_t NF = ADDER_PICK_ISA(sparse_nf<T>)();
+  constexpr int64_t KC = generic::kSparseKC, PC = 128;
+  const int64_t L = s.l(), P = s.n * L, K = s.k();
+  const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
+  const int64_t ftiles = (cout_g + NF - 1) / NF;
+  // The filters first: a non-finite one ends it before the input's pass.
+  T* wv = scratch<T, 5>(s.groups * ftiles * K * NF);
+  std::vector<T> wabs(s.groups * ftiles * NF);
+  const auto pack =
+      ADDER_PICK_ISA(pack_filters_fvec_impl<T, generic::kSparseNV, true>);
+  at::parallel_for(0, s.groups * ftiles, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      pack(w, nullptr, s, i / ftiles, i % ftiles, wv + i * K * NF,
+           wabs.data() + i * NF);
+  });
+  if (!std::all_of(wabs.begin(), wabs.end(),
+                   [](T v) { return std::isfinite(v); }))
+    return false;
+  // The input planes: a pointwise stride-1 layer reads the input as it is
+  // (its patches are columns of it); others implicit_input's planes.
+  const bool pointwise = s.taps() == 1 && s.sh == 1 && s.sw == 1 &&
+                         s.ph == 0 && s.pw == 0;
+  ImplicitInput<T> in;
+  std::vector<T> xs(s.groups * P);  // patch sums
+  std::vector<int32_t> off(K);
+  if (pointwise) {
+    in.xp = x;
+    in.cstride = L;
+    in.wq = s.wout;
+    for (int64_t k = 0; k < K; ++k) off[k] = (int32_t)(k * L);
+    at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
+      std::vector<double> sum(L);
+      for (int64_t gn = b; gn < e; ++gn) {
+        const int64_t g = gn / s.n, n = gn % s.n;
+        const T* src = x + (n * s.c + g * cin_g) * L;
+        std::fill(sum.begin(), sum.end(), 0.);
+        for (int64_t c = 0; c < cin_g; ++c)
+          for (int64_t l = 0; l < L; ++l) sum[l] += src[c * L + l];
+        for (int64_t l = 0; l < L; ++l) xs[(g * s.n + n) * L + l] = (T)sum[l];
+      }
+    });
+  } else {
+    in = implicit_input(x, (const T*)nullptr, s);
+    sum_over_taps(in.csum, in.cstride, s, s.hout, s.wout, in.wq,
+                  in.toff.data(), xs.data());
+    for (int64_t k = 0; k < K; ++k) off[k] = (int32_t)in.off[k];
+  }
+  const std::vector<int64_t> pos =
+      pitch_positions(s.n, s.hout, s.wout, s.c * in.cstride, in.wq);
+  // Equal chunks of <= PC positions; where they are fewer than 2 tasks a
+  // thread, the filter tiles split into runs as well (few positions: each
+  // chunk reads every filter of its tiles from memory again, 9.4 MB at
+  // 512 filters of 3x3 x 512, so few chunks of many positions).
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunks = (P + PC - 1) / PC, per = (P + chunks - 1) / chunks;
+  const int64_t parts = std::min(
+      ftiles, (2 * threads + s.groups * chunks - 1) / (s.groups * chunks));
+  const int64_t run = (ftiles + parts - 1) / parts;
+  const auto list = ADDER_PICK_ISA(list_nonzero<T>);
+  const auto list_block = ADDER_PICK_ISA(list_nonzero_block<T>);
+  const auto accumulate = ADDER_PICK_ISA(sparse_accumulate<T>);
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, s.groups * chunks * parts, 1, [&](int64_t b, int64_t e) {
+    T* vals = scratch<T, 6>(per * (KC + 16));
+    int32_t* rows = scratch<int32_t, 7>(per * (KC + 16));
+    T* acc = scratch<T>(per * run * NF);
+    std::vector<int64_t> count(per), ybase(per);
+    for (int64_t task = b; task < e && !bad; ++task) {
+      const int64_t part = task % parts, gc = task / parts;
+      const int64_t g = gc / chunks, p0 = gc % chunks * per;
+      const int64_t np = std::min(P, p0 + per) - p0;
+      const int64_t f0 = part * run, f1 = std::min(ftiles, f0 + run);
+      if (np <= 0 || f0 >= f1) continue;
+      const T* xg = in.xp + g * cin_g * in.cstride;
+      std::fill_n(acc, np * (f1 - f0) * NF, T(0));
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        bool wrong = false;
+        // Positions within 16 consecutive input values (a run of an output
+        // row, in the planes' pitch) list together, 8 or more of them.
+        for (int64_t i = 0; i < np;) {
+          const int64_t a0 = pos[p0 + i];
+          int lane[16], m = 0;
+          while (i + m < np && m < 16 && pos[p0 + i + m] - a0 < 16) {
+            lane[m] = (int)(pos[p0 + i + m] - a0);
+            ++m;
+          }
+          if (m >= 8) {
+            list_block(xg + a0, off.data(), k0, kc, lane, m,
+                       vals + i * (KC + 16), rows + i * (KC + 16), KC + 16,
+                       count.data() + i, wrong);
+          } else {
+            m = 1;
+            count[i] = list(xg + a0, off.data(), k0, kc, vals + i * (KC + 16),
+                            rows + i * (KC + 16), wrong);
+          }
+          i += m;
+        }
+        if (wrong) {
+          bad = true;
+          break;
+        }
+        for (int64_t f = f0; f < f1; ++f)
+          accumulate(vals, rows, count.data(), np, KC + 16,
+                     wv + (g * ftiles + f) * K * NF, acc + (f - f0) * NF,
+                     (f1 - f0) * NF);
+      }
+      if (bad) break;
+      for (int64_t i = 0; i < np; ++i) {  // output offsets of filter 0
+        const int64_t q = p0 + i;
+        ybase[i] = q / L * s.cout * L + q % L;
+      }
+      const T* xq = xs.data() + g * P + p0;
+      for (int64_t f = f0; f < f1; ++f) {
+        const int64_t nf = std::min(NF, cout_g - f * NF);
+        const T* ws = wabs.data() + (g * ftiles + f) * NF;
+        const T* a = acc + (f - f0) * NF;
+        T* yf = y + (g * cout_g + f * NF) * L;
+        for (int64_t j = 0; j < nf; ++j)
+          for (int64_t i = 0; i < np; ++i)
+            yf[ybase[i] + j * L] =
+                2 * a[i * (f1 - f0) * NF + j] - xq[i] - ws[j];
+      }
+    }
+  });
+  return !bad;
+}
+
 // Forward through packed panels of NR positions. A group's N * L
 // positions are one sequence (samples back to back, so the 7x7 maps of
 // ResNet-50's last stage fill panels instead of leaving a mostly empty one
@@ -699,6 +900,10 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // finite filters give finite sums. Then the direct form, unshifted.
     bool finite = std::all_of(shift.begin(), shift.end(),
                               [](scalar_t v) { return std::isfinite(v); });
+    // Non-negative inputs with zeros (ReLU outputs): only the nonzero
+    // ones cost arithmetic.
+    if (try_sparse_forward(s, x, input.numel()) && forward_sparse(x, w, y, s))
+      return;
     if (use_forward_by_filters(s)) {  // packs the filters itself
       if (!finite || !forward_by_filters(x, w, shift.data(),
                                          row_shift.data(), y, s))
@@ -1463,6 +1668,33 @@ std::string set_sign_fast_mode(const std::string& name) {
     if (name == kSignFastModes[i])
       return kSignFastModes[sign_fast_mode_index.exchange(i)];
   TORCH_CHECK(false, "set_sign_fast_mode: '", name,
+              "' is not one of auto, always, never");
+  return {};
+}
+
+bool sparse_forward_tried(const at::Tensor& input_, const at::Tensor& weight,
+                          at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation, int64_t groups) {
+  const Adder2dShape s =
+      make_shape(input_, weight, stride, padding, dilation, groups);
+  check_cpu(input_, "input");
+  const auto input = input_.contiguous();
+  bool tried = false;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "sparse_forward_tried", [&] {
+    tried = try_sparse_forward(s, input.data_ptr<scalar_t>(), input.numel());
+  });
+  return tried;
+}
+
+std::string sparse_forward_mode() {
+  return kSparseModes[sparse_mode_index.load()];
+}
+
+std::string set_sparse_forward_mode(const std::string& name) {
+  for (int i = kSparseAuto; i <= kSparseNever; ++i)
+    if (name == kSparseModes[i])
+      return kSparseModes[sparse_mode_index.exchange(i)];
+  TORCH_CHECK(false, "set_sparse_forward_mode: '", name,
               "' is not one of auto, always, never");
   return {};
 }

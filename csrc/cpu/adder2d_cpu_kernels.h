@@ -593,6 +593,49 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
     }
 }
 
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+// dst + j * ld (64-byte aligned rows) = lane j of r[0..16): a 16 x 16
+// transpose in registers (4 rounds of 16 shuffles). (GCC 12 warns that the
+// shuffles' undefined pass-through operand may be uninitialized.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+ADDER_INLINE void transpose16(const __m512 (&r)[16], float* dst, int64_t ld) {
+  __m512 a[16], b[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512d t0 = _mm512_castps_pd(a[4 * i]);
+    const __m512d t1 = _mm512_castps_pd(a[4 * i + 1]);
+    const __m512d t2 = _mm512_castps_pd(a[4 * i + 2]);
+    const __m512d t3 = _mm512_castps_pd(a[4 * i + 3]);
+    b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i)
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) {
+      a[8 * i + m] =
+          _mm512_shuffle_f32x4(b[8 * i + m], b[8 * i + 4 + m], 0x88);
+      a[8 * i + 4 + m] =
+          _mm512_shuffle_f32x4(b[8 * i + m], b[8 * i + 4 + m], 0xdd);
+    }
+#pragma GCC unroll 8
+  for (int m = 0; m < 8; ++m) {
+    _mm512_store_ps(dst + m * ld, _mm512_shuffle_f32x4(a[m], a[8 + m], 0x88));
+    _mm512_store_ps(dst + (m + 8) * ld,
+                    _mm512_shuffle_f32x4(a[m], a[8 + m], 0xdd));
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 // Filter tile `ft` of group g as [K][NF] minus the per-row shift (null:
 // none), zeros past the group's filters, and each filter's sum to wsum
 // (the tile's: wsum[i] for its filter i).
@@ -600,14 +643,15 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
 // driver keeps NF x K within int32) and summed lane-wise. (A
 // scalar running sum had made this packing 40% of the 512-filter 7x7
 // layer's arithmetic; storing each filter's vectors lane by lane into the
-// rows, 19%.)
-template <typename T>
+// rows, 19%.) kPlus (the sparse forward's tiles, NV vectors wide): rows of
+// max(w, 0) and sums of |w| instead.
+template <typename T, int NV = kFvecNV, bool kPlus = false>
 inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
                                    const Adder2dShape& s, int64_t g,
                                    int64_t ft, T* wv, T* wsum) {
   using V = typename Vec<T>::type;
   using M = typename Vec<T>::mask;
-  constexpr int NF = fvec_nf<T>(), W = Vec<T>::width, NV = NF / W;
+  constexpr int W = Vec<T>::width, NF = NV * W;
   // Sums: 4 rows in T, then in double, half a vector at a time.
   typedef T H __attribute__((vector_size(kVecBytes / 2)));
   typedef double D __attribute__((vector_size(W / 2 * sizeof(double))));
@@ -622,17 +666,54 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
     valid[i / W][i % W] = i < nf ? -1 : 0;
   }
   D total[NV][2] = {};
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  // AVX-512 float: 16 values of 16 filters load as rows and transpose in
+  // registers (transpose16), 16 rows of the tile at a time, instead of a
+  // gather per row (packing 512 filters of 4608 values: gathers were ~20%
+  // of the sparse forward at 7x7).
+  constexpr bool kRows = std::is_same_v<T, float>;
+  alignas(64) float block[kRows ? NV : 1][16][16];
+#endif
   for (int64_t k0 = 0; k0 < K; k0 += 4) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+    if constexpr (kRows) {
+      if (k0 % 16 == 0) {
+        const int nk = (int)std::min<int64_t>(16, K - k0);
+        const __mmask16 in = nk == 16 ? 0xffff : (1u << nk) - 1;
+        for (int v = 0; v < NV; ++v) {
+          __m512 r[16];
+#pragma GCC unroll 16
+          for (int t = 0; t < 16; ++t)
+            r[t] = v * W + t < nf
+                       ? _mm512_maskz_loadu_ps(in, src + (v * W + t) * K + k0)
+                       : _mm512_setzero_ps();
+          transpose16(r, &block[v][0][0], 16);
+        }
+      }
+    }
+#endif
     V part[NV] = {};
     for (int64_t k = k0; k < std::min(K, k0 + 4); ++k) {
       const V shift = vsplat(rs ? rs[k] : T(0));
       for (int v = 0; v < NV; ++v) {
+        V raw;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+        if constexpr (kRows)
+          raw = vload((const T*)block[v][k % 16]);
+        else
+#endif
+          raw = vgather(src + k, idx + v * W, nf - v * W);
         // Lanes past nf: 0 - shift, masked back to 0.
-        const V x = (V)((M)(vgather(src + k, idx + v * W, nf - v * W) -
-                            shift) &
-                        valid[v]);
-        std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
-        part[v] += x;
+        const V x = (V)((M)(raw - shift) & valid[v]);
+        if (kPlus) {
+          const V zero = {};
+          const V plus = x > zero ? x : zero;
+          std::memcpy(wv + k * NF + v * W, &plus, sizeof(V));
+          part[v] += vabs<T>(x);
+        } else {
+          std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
+          part[v] += x;
+        }
       }
     }
     for (int v = 0; v < NV; ++v) {
@@ -667,6 +748,184 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
       else
         forward_fvec_tile<T, MP, false>(kc, wv + k0 * NF, off + k0, xr,
                                         yc + p * NF, k0 == 0);
+    }
+  }
+}
+
+// The forward on non-negative inputs (ReLU outputs), skipping their zeros.
+// Where x = 0, |x - w| = |w|; where x > 0, |x - w| - |w| = x - 2 min(x, w+)
+// (w+ = max(w, 0)). So
+//   -sum_k |x_k - w_k| = 2 sum_{x_k != 0} min(x_k, w+_k) - sum_k x_k
+//                        - sum_k |w_k|,
+// and only the nonzero inputs cost arithmetic (a min and an add each, as
+// the min form's terms). A position's nonzero inputs of a K block are
+// listed once (list_nonzero) and run against every filter tile: vectors
+// hold NF filters (kSparseNV vectors), the listed input value broadcast.
+// KC rows of a tile's filters (16 KiB float on AVX-512) and the positions'
+// lists stay in L1.
+constexpr int kSparseNV = 4;
+constexpr int64_t kSparseKC = 64;
+template <typename T>
+constexpr int sparse_nf() { return kSparseNV * Vec<T>::width; }
+
+// Lists the nonzero values of rows [k0, k0 + kc) of a patch (row k at
+// xr[off[k]]) into vals, with each one's filter row offset k * NF into
+// rows; returns how many. Both buffers take kc + 16 values (whole-vector
+// stores). Sets `bad` if a value is negative, inf or NaN (the identity
+// above needs x >= 0 and finite sums): the caller then takes another path.
+template <typename T>
+ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
+                                  int64_t kc, T* vals, int32_t* rows,
+                                  bool& bad) {
+  constexpr int NF = sparse_nf<T>();
+  int64_t count = 0;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float>) {
+    // 16 at a time: gather, compare into masks, compress the nonzero lanes.
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    const __m512i step = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                          15),
+        _mm512_set1_epi32(NF));
+    __mmask16 wrong = 0;
+    for (int64_t j = 0; j < kc; j += 16) {
+      const int n = (int)std::min<int64_t>(16, kc - j);
+      const __mmask16 lanes = n == 16 ? 0xffff : (1u << n) - 1;
+      const __m512 v = (__m512)vgather(xr, off + k0 + j, n);
+      // inf/NaN/negative: not (0 <= v < inf); lanes past n hold 0.
+      wrong |= ~(_mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ) &
+                 _mm512_cmp_ps_mask(v, inf, _CMP_LT_OQ));
+      const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) & lanes;
+      const __m512i ids =
+          _mm512_add_epi32(step, _mm512_set1_epi32((int32_t)((k0 + j) * NF)));
+      _mm512_storeu_ps(vals + count, _mm512_maskz_compress_ps(nz, v));
+      _mm512_storeu_si512((void*)(rows + count),
+                          _mm512_maskz_compress_epi32(nz, ids));
+      count += __builtin_popcount(nz);
+    }
+    bad |= wrong != 0;
+    return count;
+  }
+#endif
+  bool wrong = false;
+  for (int64_t k = k0; k < k0 + kc; ++k) {
+    const T v = xr[off[k]];
+    wrong |= !(v >= T(0) && v < std::numeric_limits<T>::infinity());
+    vals[count] = v;
+    rows[count] = (int32_t)(k * NF);
+    count += v != T(0);
+  }
+  bad |= wrong;
+  return count;
+}
+
+// list_nonzero for npos positions that lie within 16 consecutive values of
+// the input planes: position m's patch origin at base + lane[m] (lanes
+// ascending, < 16), its list at vals / rows + m * ld, its count to
+// count[m]. AVX-512 float: each row's 16 values load as one vector and 16
+// rows transpose in registers, where a gather per position and 16 rows
+// cost several times as much. Reads stop at the last listed lane; lanes
+// of no listed position are not checked.
+template <typename T>
+ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
+                                     int64_t k0, int64_t kc, const int* lane,
+                                     int npos, T* vals, int32_t* rows,
+                                     int64_t ld, int64_t* count, bool& bad) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int NF = sparse_nf<T>();
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    const __m512i step = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                          15),
+        _mm512_set1_epi32(NF));
+    __mmask16 listed = 0;
+    for (int m = 0; m < npos; ++m) {
+      listed |= (__mmask16)(1u << lane[m]);
+      count[m] = 0;
+    }
+    // Lanes up to the last listed one: no read past the last position's
+    // value (the input itself, unpadded, for pointwise layers).
+    const __mmask16 reach = (__mmask16)((2u << lane[npos - 1]) - 1);
+    __mmask16 wrong = 0;
+    for (int64_t kb = k0; kb < k0 + kc; kb += 16) {
+      const int nk = (int)std::min<int64_t>(16, k0 + kc - kb);
+      const __mmask16 rows_in = nk == 16 ? 0xffff : (1u << nk) - 1;
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; ++t) {
+        r[t] = t < nk ? _mm512_maskz_loadu_ps(reach, base + off[kb + t])
+                      : zero;
+        wrong |= listed & ~(_mm512_cmp_ps_mask(r[t], zero, _CMP_GE_OQ) &
+                            _mm512_cmp_ps_mask(r[t], inf, _CMP_LT_OQ));
+      }
+      alignas(64) float c[16][16];
+      transpose16(r, &c[0][0], 16);
+      const __m512i ids =
+          _mm512_add_epi32(step, _mm512_set1_epi32((int32_t)(kb * NF)));
+      for (int m = 0; m < npos; ++m) {
+        const __m512 v = _mm512_load_ps(c[lane[m]]);
+        const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) & rows_in;
+        T* pv = vals + m * ld + count[m];
+        int32_t* pr = rows + m * ld + count[m];
+        _mm512_storeu_ps(pv, _mm512_maskz_compress_ps(nz, v));
+        _mm512_storeu_si512((void*)pr, _mm512_maskz_compress_epi32(nz, ids));
+        count[m] += __builtin_popcount(nz);
+      }
+    }
+    bad |= wrong != 0;
+    return;
+  }
+#endif
+  for (int m = 0; m < npos; ++m)
+    count[m] = list_nonzero(base + lane[m], off, k0, kc, vals + m * ld,
+                            rows + m * ld, bad);
+}
+
+// For each of np positions i: out + i * ldo, [0, NF) += sum over its
+// count[i] listed values (vals / rows + i * ld) of min(value, wv row),
+// wv being a tile's filters w+ (row k at wv + k * NF). Two sets of
+// accumulators (even and odd entries): 8 independent adds in flight. All
+// positions in one call, so the tile's K block stays in L1 between them.
+template <typename T>
+inline void sparse_accumulate(const T* vals, const int32_t* rows,
+                              const int64_t* count, int64_t np, int64_t ld,
+                              const T* wv, T* out, int64_t ldo) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, NV = kSparseNV;
+  for (int64_t p = 0; p < np; ++p) {
+    const T* pv = vals + p * ld;
+    const int32_t* pr = rows + p * ld;
+    const int64_t n = count[p];
+    V a[NV] = {}, b[NV] = {};
+    int64_t i = 0;
+    for (; i + 1 < n; i += 2) {
+      const V x0 = vsplat(pv[i]), x1 = vsplat(pv[i + 1]);
+      const T* w0 = wv + pr[i];
+      const T* w1 = wv + pr[i + 1];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V c = vload(w0 + v * W), d = vload(w1 + v * W);
+        a[v] += c < x0 ? c : x0;
+        b[v] += d < x1 ? d : x1;
+      }
+    }
+    if (i < n) {
+      const V x0 = vsplat(pv[i]);
+      const T* w0 = wv + pr[i];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const V c = vload(w0 + v * W);
+        a[v] += c < x0 ? c : x0;
+      }
+    }
+    T* o = out + p * ldo;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const V r = vload(o + v * W) + (a[v] + b[v]);
+      std::memcpy(o + v * W, &r, sizeof(V));
     }
   }
 }

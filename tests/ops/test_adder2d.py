@@ -422,6 +422,152 @@ def test_sign_fast_mode_choice(compiled):
         assert rel_err(got, expect) < TOL[torch.float32], mode
 
 
+@pytest.fixture(params=['auto', 'always'])
+def sparse_forward_mode(request, compiled):
+    """The forward that skips a non-negative input's zeros by its
+    thresholds, or wherever the input allows (any ISA, dtype and size)."""
+    yield from _extension_setting('set_sparse_forward_mode', request.param)
+
+
+def _relu_input(shape, seed, dtype, zeros=0.5):
+    """A ReLU output: non-negative, about `zeros` of it 0; plus an all-zero
+    channel of sample 0 and an all-zero 3x3 corner of every channel of
+    sample 1 (patches with no nonzero value)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).abs()
+    x = x * (torch.rand(shape, generator=g, dtype=torch.float64) >= zeros)
+    x[0, 1] = 0
+    x[1, :, :3, :3] = 0
+    return x.to(dtype)
+
+
+# The sparse forward (forward_sparse) where its corners are: filter tiles of
+# 64 (AVX2 32, float64 half) with a tail, K blocks of 64 with a tail,
+# positions listed 16 input values at a time (rows of the planes' pitch)
+# or one at a time where fewer than 8 share 16 values, chunks of <= 128
+# positions, filter tiles split across tasks where chunks are few, the
+# input read in place (pointwise) or through the padded stride planes.
+SPARSE_CASES = {
+    # Pitch 15 (13 + 2 padding): runs of 16 values cross output rows; 70
+    # filters: a tile and 6; K = 180: blocks of 64, 64 and 52.
+    'padded 3x3, filter and K tails': dict(
+        c=20, cout=70, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        dilation=(1, 1), groups=1, h=9, w=13),
+    # Read in place: each position's patch is a column of the input, 7 x 19
+    # positions a sample back to back; two groups of 24 channels.
+    'pointwise, groups': dict(
+        c=48, cout=130, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
+        dilation=(1, 1), groups=2, h=7, w=19),
+    'pointwise, 7 wide (blocks across rows and samples)': dict(
+        c=70, cout=64, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
+        dilation=(1, 1), groups=1, h=7, w=7),
+    'strided 1x1 (planes)': dict(
+        c=16, cout=64, kernel=(1, 1), stride=(2, 2), padding=(0, 0),
+        dilation=(1, 1), groups=1, h=13, w=12),
+    'strided, dilated': dict(
+        c=16, cout=64, kernel=(3, 3), stride=(2, 1), padding=(2, 1),
+        dilation=(2, 1), groups=1, h=12, w=11),
+    # 2 x 4 x 4 positions: one chunk, the 4 filter tiles in runs per task.
+    'few positions, filter tiles split': dict(
+        c=64, cout=256, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        dilation=(1, 1), groups=1, h=4, w=4),
+    # 2 x 20 x 20 positions: chunks of 115 (7 of them).
+    'chunks of positions': dict(
+        c=8, cout=64, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        dilation=(1, 1), groups=1, h=20, w=20),
+}
+
+
+def _forward(x, w, kw):
+    return torch.ops.adder_det.adder2d(
+        x, w, list(kw['stride']), list(kw['padding']), list(kw['dilation']),
+        kw['groups'])
+
+
+def _reference_forward(x, w, kw):
+    return ref.adder2d_forward(x.double(), w.double(), kw['stride'],
+                               kw['padding'], kw['dilation'], kw['groups'])
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('case', sorted(SPARSE_CASES))
+def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
+                                          case, dtype):
+    kw = SPARSE_CASES[case]
+    x = _relu_input((2, kw['c'], kw['h'], kw['w']), 11, dtype)
+    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
+                    generator=torch.Generator().manual_seed(12),
+                    dtype=dtype)
+    err = rel_err(_forward(x, w, kw), _reference_forward(x, w, kw))
+    assert err < TOL[dtype], f'{case}: rel. error {err:.2e}'
+
+
+def test_sparse_forward_choice(compiled):
+    """auto: AVX-512 float32 layers with >= 64 filters and 64 x 256 filter
+    values, >= 64 outputs, and >= 40% zeros in a sample of the input;
+    always: any non-negative input; never: none. Unknown modes are refused
+    by name."""
+    ext = _backend.load_extension()
+    assert ext.sparse_forward_mode() == 'auto'
+    conf = ([1, 1], [1, 1], [1, 1], 1)
+    relu = _relu_input((2, 64, 14, 14), 3, torch.float32)
+    w = torch.randn(128, 64, 3, 3)
+    avx512 = ext.cpu_isa() == 'avx512'
+    assert ext.sparse_forward_tried(relu, w, *conf) == avx512
+    assert not ext.sparse_forward_tried(relu.double(), w.double(), *conf)
+    assert not ext.sparse_forward_tried(relu - 0.1, w, *conf)  # negatives
+    few_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.2)
+    assert not ext.sparse_forward_tried(few_zeros, w, *conf)
+    small = torch.randn(64, 64, 1, 1)  # 64 values a filter
+    assert not ext.sparse_forward_tried(relu, small, [1, 1], [0, 0], [1, 1],
+                                        1)
+    try:
+        assert ext.set_sparse_forward_mode('always') == 'auto'
+        assert ext.sparse_forward_tried(few_zeros.double(), small.double(),
+                                        [1, 1], [0, 0], [1, 1], 1)
+        ext.set_sparse_forward_mode('never')
+        assert not ext.sparse_forward_tried(relu, w, *conf)
+        with pytest.raises(RuntimeError, match="'sometimes' is not one of"):
+            ext.set_sparse_forward_mode('sometimes')
+        assert ext.sparse_forward_mode() == 'never'
+    finally:
+        ext.set_sparse_forward_mode('auto')
+
+
+# (k, h, w, where): 1x1 on 7 x 7 maps (positions listed 16 at a time, but
+# each sample's last alone), the last input value, which only that position
+# reads; 3x3 on rows of 32 (pitch 34, 16 positions at a time), a value
+# inside.
+@pytest.mark.parametrize('k,h,w,where', [(1, 7, 7, 'last'),
+                                         (3, 6, 32, 'inside')])
+@pytest.mark.parametrize('bad', ['negative', 'nan', 'inf', 'inf filter'])
+def test_sparse_forward_falls_back(cpu_isa, sparse_forward_mode, bad, k, h,
+                                   w, where):
+    """The identity needs x >= 0 and finite sums: a negative, NaN or inf
+    input value (where auto mode's sample may not look), or an inf filter
+    value, sends the call to a dense path, which gives the reference's
+    result (NaN / inf where it has them)."""
+    kw = dict(stride=(1, 1), padding=(k // 2, k // 2), dilation=(1, 1),
+              groups=1)
+    x = _relu_input((2, 64, h, w), 5, torch.float32)
+    wt = torch.randn(128, 64, k, k,
+                     generator=torch.Generator().manual_seed(6))
+    value = {'negative': -0.5, 'nan': float('nan'), 'inf': float('inf')}
+    if bad == 'inf filter':
+        wt[7, 3, k // 2, k // 2] = float('inf')
+    elif where == 'last':
+        x[1, 63, h - 1, w - 1] = value[bad]
+    else:
+        x[1, 30, h // 2, w // 2] = value[bad]
+    got = _forward(x, wt, kw)
+    expect = _reference_forward(x, wt, kw)
+    assert torch.equal(torch.isnan(got), torch.isnan(expect))
+    assert torch.equal(torch.isinf(got), torch.isinf(expect))
+    finite = torch.isfinite(expect)
+    assert finite.any()
+    assert rel_err(got[finite], expect[finite]) < TOL[torch.float32]
+
+
 def test_compiled_kernels_actually_run(compiled):
     x = torch.randn(2, 4, 7, 7, requires_grad=True)
     w = torch.randn(6, 4, 3, 3, requires_grad=True)

@@ -47,6 +47,24 @@ def test_benchmark_op_cpu_isa_is_applied_and_reported():
         assert json.loads(out.stdout)['info']['cpu_isa'] == expect
 
 
+def test_benchmark_op_input_and_sparse_forward_are_applied_and_reported():
+    """--input relu feeds the layers ReLU outputs (half zeros, as reported
+    per layer); --sparse-forward sets the CPU forward's mode (reported)."""
+    for extra, zeros, mode in ((['--input', 'relu', '--sparse-forward',
+                                 'never'], 0.5, 'never'), ([], 0.0, 'auto')):
+        out = subprocess.run(
+            [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
+             '--layers', 's4.conv2', '--size', '64', '--repeat', '1',
+             '--json', *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        r = json.loads(out.stdout)
+        assert r['info']['sparse_forward'] == mode
+        assert r['info']['input'] == (extra[1] if extra else 'randn')
+        for row in r['layers']:
+            assert abs(row['input_zeros'] - zeros) < 0.05, row
+
+
 def test_benchmark_sign_rule_runs_and_names_the_isa():
     from adder_det.ops._backend import load_extension
     best = load_extension().cpu_isas()[0]
