@@ -660,13 +660,27 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
   if (!std::all_of(wabs.begin(), wabs.end(),
                    [](T v) { return std::isfinite(v); }))
     return false;
-  // The input planes: a pointwise stride-1 layer reads the input as it is
-  // (its patches are columns of it); others implicit_input's planes.
-  const bool pointwise = s.taps() == 1 && s.sh == 1 && s.sw == 1 &&
-                         s.ph == 0 && s.pw == 0;
+  // The input planes: a pointwise layer's patches are columns of its input
+  // (stride 1: the input as it is; strided: the values it reads, copied
+  // into maps of its outputs' size); others read implicit_input's planes
+  // (which a strided 1x1 layer would have copy its whole input for a
+  // quarter of it).
+  const bool pointwise = s.taps() == 1 && s.ph == 0 && s.pw == 0;
   ImplicitInput<T> in;
   std::vector<T> xs(s.groups * P);  // patch sums
   std::vector<int32_t> off(K);
+  if (pointwise && (s.sh != 1 || s.sw != 1)) {
+    T* sub = scratch<T, 8>(s.n * s.c * L);
+    at::parallel_for(0, s.n * s.c, 4, [&](int64_t b, int64_t e) {
+      for (int64_t nc = b; nc < e; ++nc)
+        for (int64_t r = 0; r < s.hout; ++r) {
+          const T* src = x + nc * s.h * s.w + r * s.sh * s.w;
+          T* dst = sub + nc * L + r * s.wout;
+          for (int64_t c = 0; c < s.wout; ++c) dst[c] = src[c * s.sw];
+        }
+    });
+    x = sub;
+  }
   if (pointwise) {
     in.xp = x;
     in.cstride = L;
@@ -703,6 +717,7 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
   const auto list = ADDER_PICK_ISA(list_nonzero<T>);
   const auto list_block = ADDER_PICK_ISA(list_nonzero_block<T>);
   const auto accumulate = ADDER_PICK_ISA(sparse_accumulate<T>);
+  const auto store = ADDER_PICK_ISA(sparse_store<T>);
   std::atomic<bool> bad{false};
   at::parallel_for(0, s.groups * chunks * parts, 1, [&](int64_t b, int64_t e) {
     T* vals = scratch<T, 6>(per * (KC + 16));
@@ -754,17 +769,11 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
         const int64_t q = p0 + i;
         ybase[i] = q / L * s.cout * L + q % L;
       }
-      const T* xq = xs.data() + g * P + p0;
-      for (int64_t f = f0; f < f1; ++f) {
-        const int64_t nf = std::min(NF, cout_g - f * NF);
-        const T* ws = wabs.data() + (g * ftiles + f) * NF;
-        const T* a = acc + (f - f0) * NF;
-        T* yf = y + (g * cout_g + f * NF) * L;
-        for (int64_t j = 0; j < nf; ++j)
-          for (int64_t i = 0; i < np; ++i)
-            yf[ybase[i] + j * L] =
-                2 * a[i * (f1 - f0) * NF + j] - xq[i] - ws[j];
-      }
+      for (int64_t f = f0; f < f1; ++f)
+        store(acc + (f - f0) * NF, (f1 - f0) * NF, np,
+              std::min(NF, cout_g - f * NF), xs.data() + g * P + p0,
+              wabs.data() + (g * ftiles + f) * NF, ybase.data(),
+              y + (g * cout_g + f * NF) * L, L);
     }
   });
   return !bad;

@@ -930,6 +930,53 @@ inline void sparse_accumulate(const T* vals, const int32_t* rows,
   }
 }
 
+// The sparse forward's outputs of np positions x nf filters of a tile:
+// y[ybase[i] + j * L] = 2 acc[i * lda + j] - xq[i] - ws[j]. AVX-512 float:
+// 16 positions whose outputs are consecutive (one sample) x 16 filters at a
+// time through a register transpose, stores of 16 consecutive outputs;
+// else one value at a time.
+template <typename T>
+inline void sparse_store(const T* acc, int64_t lda, int64_t np, int64_t nf,
+                         const T* xq, const T* ws, const int64_t* ybase,
+                         T* y, int64_t L) {
+  const auto scalar = [&](int64_t i0, int64_t i1) {
+    for (int64_t j = 0; j < nf; ++j)
+      for (int64_t i = i0; i < i1; ++i)
+        y[ybase[i] + j * L] = 2 * acc[i * lda + j] - xq[i] - ws[j];
+  };
+  int64_t i0 = 0;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 two = _mm512_set1_ps(2.f);
+    for (; i0 + 16 <= np; i0 += 16) {
+      if (ybase[i0 + 15] != ybase[i0] + 15) {  // spans two samples
+        scalar(i0, i0 + 16);
+        continue;
+      }
+      for (int64_t j0 = 0; j0 < nf; j0 += 16) {
+        const int nj = (int)std::min<int64_t>(16, nf - j0);
+        const __mmask16 in = nj == 16 ? 0xffff : (1u << nj) - 1;
+        const __m512 wsv = _mm512_maskz_loadu_ps(in, ws + j0);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+          r[i] = _mm512_sub_ps(
+              _mm512_fmsub_ps(
+                  two, _mm512_maskz_loadu_ps(in, acc + (i0 + i) * lda + j0),
+                  _mm512_set1_ps(xq[i0 + i])),
+              wsv);
+        alignas(64) float c[16][16];
+        transpose16(r, &c[0][0], 16);
+        for (int j = 0; j < nj; ++j)
+          _mm512_storeu_ps(y + ybase[i0] + (j0 + j) * L,
+                           _mm512_load_ps(c[j]));
+      }
+    }
+  }
+#endif
+  scalar(i0, np);
+}
+
 // Forward without packing ("implicit GEMM"). xp: the input minus
 // per-channel shifts, zero-padded, each channel split into stride phases
 // (see forward_implicit): [N][C][sh * sw][hq][wq], padding holding -shift;

@@ -446,7 +446,9 @@ def _relu_input(shape, seed, dtype, zeros=0.5):
 # positions listed 16 input values at a time (rows of the planes' pitch)
 # or one at a time where fewer than 8 share 16 values, chunks of <= 128
 # positions, filter tiles split across tasks where chunks are few, the
-# input read in place (pointwise) or through the padded stride planes.
+# input read in place (pointwise) or through the padded stride planes; the
+# outputs stored 16 positions x 16 filters at a time where the positions
+# are consecutive outputs of one sample.
 SPARSE_CASES = {
     # Pitch 15 (13 + 2 padding): runs of 16 values cross output rows; 70
     # filters: a tile and 6; K = 180: blocks of 64, 64 and 52.
@@ -461,7 +463,8 @@ SPARSE_CASES = {
     'pointwise, 7 wide (blocks across rows and samples)': dict(
         c=70, cout=64, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
         dilation=(1, 1), groups=1, h=7, w=7),
-    'strided 1x1 (planes)': dict(
+    # Its input's values at the outputs' places copied into maps of 7 x 6.
+    'strided 1x1 (subsampled)': dict(
         c=16, cout=64, kernel=(1, 1), stride=(2, 2), padding=(0, 0),
         dilation=(1, 1), groups=1, h=13, w=12),
     'strided, dilated': dict(
