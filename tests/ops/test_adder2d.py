@@ -506,8 +506,8 @@ def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
 
 
 def test_sparse_forward_choice(compiled):
-    """auto: AVX-512 float32 layers with >= 64 filters and 64 x 256 filter
-    values, >= 64 outputs, and >= 40% zeros in a sample of the input;
+    """auto: AVX-512 float32 layers with >= 64 filters a group and >= 64
+    outputs, and >= 40% zeros in a sample of the input;
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
@@ -521,9 +521,13 @@ def test_sparse_forward_choice(compiled):
     assert not ext.sparse_forward_tried(relu - 0.1, w, *conf)  # negatives
     few_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.2)
     assert not ext.sparse_forward_tried(few_zeros, w, *conf)
-    small = torch.randn(64, 64, 1, 1)  # 64 values a filter
+    small = torch.randn(32, 64, 1, 1)  # 32 filters
     assert not ext.sparse_forward_tried(relu, small, [1, 1], [0, 0], [1, 1],
                                         1)
+    assert ext.sparse_forward_tried(relu, torch.randn(64, 64, 1, 1), [1, 1],
+                                    [0, 0], [1, 1], 1) == avx512
+    few_outputs = relu[:, :, :4, :4].contiguous()  # 2 x 4 x 4 outputs
+    assert not ext.sparse_forward_tried(few_outputs, w, *conf)
     try:
         assert ext.set_sparse_forward_mode('always') == 'auto'
         assert ext.sparse_forward_tried(few_zeros.double(), small.double(),
