@@ -327,17 +327,23 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
 // 0.49-0.86x (an earlier build), a quarter zeros 0.8-1.22x (level).
 constexpr double kSparseMinZeros = 0.4;
 
-// The fraction of zeros in a sample of the input (64 runs of 64 values
-// spread over it), 0 if a sampled value is negative or NaN: whether the
+// The fraction of zeros in a sample of the input (256 runs of 16 values at
+// golden-ratio steps through it: evenly spaced runs would all start at the
+// same place of a channel's map, its border row, where a ReLU output has
+// other statistics), 0 if a sampled value is negative or NaN: whether the
 // sparse forward pays, judged without a pass over the input (the pass
 // itself rejects a negative or non-finite value wherever it finds one).
 template <typename T>
 double sampled_zero_fraction(const T* x, int64_t numel) {
-  constexpr int64_t kRuns = 64, kRun = 64;
+  constexpr int64_t kRuns = 256, kRun = 16;
   int64_t zeros = 0, seen = 0;
   const int64_t runs = std::min(kRuns, (numel + kRun - 1) / kRun);
+  double where = 0;
   for (int64_t r = 0; r < runs; ++r) {
-    const int64_t b = numel / runs * r, e = std::min(numel, b + kRun);
+    where += 0.6180339887498949;
+    where -= (int64_t)where;
+    const int64_t b = std::min((int64_t)(where * numel), numel - 1);
+    const int64_t e = std::min(numel, b + kRun);
     for (int64_t i = b; i < e; ++i) {
       if (!(x[i] >= T(0))) return 0;
       zeros += x[i] == T(0);

@@ -528,6 +528,11 @@ def test_sparse_forward_choice(compiled):
                                     [0, 0], [1, 1], 1) == avx512
     few_outputs = relu[:, :, :4, :4].contiguous()  # 2 x 4 x 4 outputs
     assert not ext.sparse_forward_tried(few_outputs, w, *conf)
+    # Zeros but in each map's first 5 rows (64% zeros): the sample must not
+    # look only where maps start.
+    top_rows = torch.zeros(2, 64, 14, 14)
+    top_rows[:, :, :5] = 1
+    assert ext.sparse_forward_tried(top_rows, w, *conf) == avx512
     try:
         assert ext.set_sparse_forward_mode('always') == 'auto'
         assert ext.sparse_forward_tried(few_zeros.double(), small.double(),
