@@ -506,8 +506,8 @@ def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
 
 
 def test_sparse_forward_choice(compiled):
-    """auto: AVX-512 float32 layers with >= 64 filters a group and >= 64
-    outputs, and >= 40% zeros in a sample of the input;
+    """auto: AVX-512 float32 layers with >= 64 filters a group, <= 8 MB of
+    them, >= 64 outputs, and >= 40% zeros in a sample of the input;
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
@@ -526,6 +526,10 @@ def test_sparse_forward_choice(compiled):
                                         1)
     assert ext.sparse_forward_tried(relu, torch.randn(64, 64, 1, 1), [1, 1],
                                     [0, 0], [1, 1], 1) == avx512
+    big = torch.randn(512, 512, 3, 3)  # 9.4 MB of filters
+    assert not ext.sparse_forward_tried(_relu_input((2, 512, 7, 7), 3,
+                                                    torch.float32), big,
+                                        *conf)
     few_outputs = relu[:, :, :4, :4].contiguous()  # 2 x 4 x 4 outputs
     assert not ext.sparse_forward_tried(few_outputs, w, *conf)
     # Zeros but in each map's first 5 rows (64% zeros): the sample must not
