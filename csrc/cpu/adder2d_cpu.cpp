@@ -313,7 +313,7 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   // The lists hold int32 offsets of filter rows (K x NF) and of patch rows.
   const int64_t NF = 64;  // the widest tile (AVX-512 float)
   if (mode == kSparseNever || s.k() * NF >= (int64_t(1) << 31) ||
-      s.c * s.sh * s.sw * (s.h + 2 * s.ph + s.sh) * (s.w + 2 * s.pw + s.sw) >=
+      s.c * (s.h + 2 * s.ph + s.sh) * (s.w + 2 * s.pw + s.sw) >=
           (int64_t(1) << 31))
     return false;
   if (mode == kSparseAlways) return true;
@@ -367,7 +367,6 @@ bool try_sparse_forward(const Adder2dShape& s, const T* x, int64_t numel) {
          (sparse_mode_index.load() == kSparseAlways ||
           sampled_zero_fraction(x, numel) >= kSparseMinZeros);
 }
-
 
 // The sign rule's input gradient by input channels
 // (backward_input_by_channels) where the fast tile runs on a stride-1
@@ -647,9 +646,10 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
 // at list_nonzero). Tasks of (group, chunk of positions, run of filter
 // tiles); a task lists each position's nonzero inputs a K block at a time
 // and runs them against its filter tiles (max(w, 0), packed once for all
-// tasks). The positions are the valid outputs of every sample, read
-// through implicit_input's planes (unshifted: the identity needs the
-// zeros). Returns false, having written nothing usable, where an input
+// tasks). The positions are the valid outputs of every sample, read from
+// the input itself (pointwise layers) or implicit_input's planes
+// (unshifted: the identity needs the zeros). Returns false, having
+// written nothing usable, where an input
 // value is negative, inf or NaN or a filter sum is not finite: the caller
 // runs a dense path.
 template <typename T>
@@ -898,6 +898,10 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight.data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
+    // Non-negative inputs with zeros (ReLU outputs): only the nonzero
+    // ones cost arithmetic.
+    if (try_sparse_forward(s, x, input.numel()) && forward_sparse(x, w, y, s))
+      return;
     // The min form (see the kernels) cancels badly when inputs and filters
     // share a large offset, so both are shifted by the same per-channel
     // constant, |x - w| = |(x - c) - (w - c)|: the mean of the channel's
@@ -921,10 +925,6 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // finite filters give finite sums. Then the direct form, unshifted.
     bool finite = std::all_of(shift.begin(), shift.end(),
                               [](scalar_t v) { return std::isfinite(v); });
-    // Non-negative inputs with zeros (ReLU outputs): only the nonzero
-    // ones cost arithmetic.
-    if (try_sparse_forward(s, x, input.numel()) && forward_sparse(x, w, y, s))
-      return;
     if (use_forward_by_filters(s)) {  // packs the filters itself
       if (!finite || !forward_by_filters(x, w, shift.data(),
                                          row_shift.data(), y, s))
