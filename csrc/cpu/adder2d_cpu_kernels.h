@@ -768,6 +768,34 @@ constexpr int64_t kSparseKC = 64;
 template <typename T>
 constexpr int sparse_nf() { return kSparseNV * Vec<T>::width; }
 
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+// The listing's AVX-512 steps. Lanes the sparse forward cannot take:
+// negative, inf or NaN.
+ADDER_INLINE __mmask16 not_nonnegative_finite(__m512 v) {
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  return (__mmask16)~(
+      _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ) &
+      _mm512_cmp_ps_mask(v, inf, _CMP_LT_OQ));
+}
+// Appends the nonzero values among `lanes` of v (rows k, k + 1, ...) to
+// vals and their filter rows' offsets (row * NF) to rows, 16 values a
+// store; returns how many.
+template <int NF>
+ADDER_INLINE int append_nonzero(__m512 v, __mmask16 lanes, int64_t k,
+                                float* vals, int32_t* rows) {
+  const __m512i ids = _mm512_add_epi32(
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                           11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(NF)),
+      _mm512_set1_epi32((int32_t)(k * NF)));
+  const __mmask16 nz =
+      _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ) & lanes;
+  _mm512_storeu_ps(vals, _mm512_maskz_compress_ps(nz, v));
+  _mm512_storeu_si512((void*)rows, _mm512_maskz_compress_epi32(nz, ids));
+  return __builtin_popcount(nz);
+}
+#endif
+
 // Lists the nonzero values of rows [k0, k0 + kc) of a patch (row k at
 // xr[off[k]]) into vals, with each one's filter row offset k * NF into
 // rows; returns how many. Both buffers take kc + 16 values (whole-vector
@@ -781,28 +809,16 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
   int64_t count = 0;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float>) {
-    // 16 at a time: gather, compare into masks, compress the nonzero lanes.
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
-    const __m512i step = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                          15),
-        _mm512_set1_epi32(NF));
+    // 16 at a time: gather, compare into masks, compress the nonzero lanes
+    // (lanes past n gather 0).
     __mmask16 wrong = 0;
     for (int64_t j = 0; j < kc; j += 16) {
       const int n = (int)std::min<int64_t>(16, kc - j);
       const __mmask16 lanes = n == 16 ? 0xffff : (1u << n) - 1;
       const __m512 v = (__m512)vgather(xr, off + k0 + j, n);
-      // inf/NaN/negative: not (0 <= v < inf); lanes past n hold 0.
-      wrong |= ~(_mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ) &
-                 _mm512_cmp_ps_mask(v, inf, _CMP_LT_OQ));
-      const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) & lanes;
-      const __m512i ids =
-          _mm512_add_epi32(step, _mm512_set1_epi32((int32_t)((k0 + j) * NF)));
-      _mm512_storeu_ps(vals + count, _mm512_maskz_compress_ps(nz, v));
-      _mm512_storeu_si512((void*)(rows + count),
-                          _mm512_maskz_compress_epi32(nz, ids));
-      count += __builtin_popcount(nz);
+      wrong |= not_nonnegative_finite(v);
+      count += append_nonzero<NF>(v, lanes, k0 + j, vals + count,
+                                  rows + count);
     }
     bad |= wrong != 0;
     return count;
@@ -835,12 +851,6 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
   if constexpr (std::is_same_v<T, float>) {
     constexpr int NF = sparse_nf<T>();
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
-    const __m512i step = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                          15),
-        _mm512_set1_epi32(NF));
     __mmask16 listed = 0;
     for (int m = 0; m < npos; ++m) {
       listed |= (__mmask16)(1u << lane[m]);
@@ -857,23 +867,15 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t) {
         r[t] = t < nk ? _mm512_maskz_loadu_ps(reach, base + off[kb + t])
-                      : zero;
-        wrong |= listed & ~(_mm512_cmp_ps_mask(r[t], zero, _CMP_GE_OQ) &
-                            _mm512_cmp_ps_mask(r[t], inf, _CMP_LT_OQ));
+                      : _mm512_setzero_ps();
+        wrong |= listed & not_nonnegative_finite(r[t]);
       }
       alignas(64) float c[16][16];
       transpose16(r, &c[0][0], 16);
-      const __m512i ids =
-          _mm512_add_epi32(step, _mm512_set1_epi32((int32_t)(kb * NF)));
-      for (int m = 0; m < npos; ++m) {
-        const __m512 v = _mm512_load_ps(c[lane[m]]);
-        const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ) & rows_in;
-        T* pv = vals + m * ld + count[m];
-        int32_t* pr = rows + m * ld + count[m];
-        _mm512_storeu_ps(pv, _mm512_maskz_compress_ps(nz, v));
-        _mm512_storeu_si512((void*)pr, _mm512_maskz_compress_epi32(nz, ids));
-        count[m] += __builtin_popcount(nz);
-      }
+      for (int m = 0; m < npos; ++m)
+        count[m] += append_nonzero<NF>(_mm512_load_ps(c[lane[m]]), rows_in,
+                                       kb, vals + m * ld + count[m],
+                                       rows + m * ld + count[m]);
     }
     bad |= wrong != 0;
     return;
