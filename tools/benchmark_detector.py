@@ -254,6 +254,9 @@ def main():
                    help="mixed precision: the iteration with mmengine's "
                    'AmpOptimWrapper (CUDA only), the --graphs networks under '
                    'torch.autocast (float16 on CUDA, bfloat16 on CPU)')
+    p.add_argument('--sparse-forward', choices=['auto', 'always', 'never'],
+                   help="the CPU forward's skipping of a ReLU output's zeros "
+                   '(default auto)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     args = p.parse_args()
     for name in ('batch', 'repeat', 'boxes'):
@@ -274,6 +277,12 @@ def main():
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('benchmark_detector: --device cuda, but this torch '
                          'sees no CUDA device')
+    if args.sparse_forward:
+        if device.type != 'cpu' or cpu_kernels() is None:
+            raise SystemExit('benchmark_detector: --sparse-forward is for the '
+                             'compiled CPU kernels (--device cpu, extension '
+                             'built)')
+        cpu_kernels().set_sparse_forward_mode(args.sparse_forward)
     if args.graphs:
         return bench_graphs(args, device)
     if args.amp and device.type != 'cuda':
@@ -334,6 +343,15 @@ def main():
            (' (AmpOptimWrapper)' if args.amp else ''))
 
 
+def cpu_kernels():
+    """The compiled extension where the ops run on it, else None."""
+    from adder_det.ops import backend
+    if backend() != 'compiled':
+        return None
+    from adder_det.ops._backend import load_extension
+    return load_extension()
+
+
 def run_info(args, device, autotune, **extra):
     """What a timing run prints about itself; on CUDA it also turns TF32
     off (the target is against FP32 convolution) and sets cuDNN's
@@ -341,6 +359,8 @@ def run_info(args, device, autotune, **extra):
     info = dict(device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads(), batch=args.batch,
                 size=list(args.size), **extra)
+    if device.type == 'cpu' and cpu_kernels() is not None:
+        info['sparse_forward'] = cpu_kernels().sparse_forward_mode()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

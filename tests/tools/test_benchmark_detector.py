@@ -72,6 +72,19 @@ def test_benchmark_detector_json_tiny(config, conv, adder_layers):
         r['adder']['iter_ms'] / r['conv']['iter_ms'])
 
 
+def test_benchmark_detector_sparse_forward_is_applied_and_reported():
+    """--sparse-forward sets the CPU forward's mode (reported); auto by
+    default."""
+    for extra, mode in ((['--sparse-forward', 'never'], 'never'),
+                        ([], 'auto')):
+        out = subprocess.run(
+            [sys.executable, 'tools/benchmark_detector.py', SMALL, '--size',
+             '64', '64', '--repeat', '1', '--warmup', '0', '--json', *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout)['info']['sparse_forward'] == mode
+
+
 @pytest.mark.parametrize('args, message', [
     (['configs/fcos/fcos_r50_fpn_gn-head_1x_coco.py'], 'has no adder layer'),
     ([SMALL, '--batch', '0'], '--batch must be >= 1'),
