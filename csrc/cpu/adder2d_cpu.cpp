@@ -296,27 +296,37 @@ bool use_forward_by_filters(const Adder2dShape& s) {
          s.k() < (int64_t(1) << 26);
 }
 
+// The switches of CPU paths that tests and benchmarks force on or off (the
+// sparse forward, the sign rule's fast tile): by their thresholds (auto),
+// always, or never.
+enum PathMode : int { kModeAuto = 0, kModeAlways, kModeNever };
+const char* const kModeNames[] = {"auto", "always", "never"};
+// Sets `mode` to the one called `name` (an error naming `setter` if none
+// is); returns the previous one's name.
+std::string exchange_mode(std::atomic<int>& mode, const std::string& name,
+                          const char* setter) {
+  for (int i = kModeAuto; i <= kModeNever; ++i)
+    if (name == kModeNames[i]) return kModeNames[mode.exchange(i)];
+  TORCH_CHECK(false, setter, ": '", name,
+              "' is not one of auto, always, never");
+  return {};
+}
+
 // The forward skipping zero inputs (forward_sparse): auto (by the
 // thresholds below), always (whenever the input is non-negative and
 // finite, any ISA, any size: for tests) or never.
-enum SparseForwardMode : int {
-  kSparseAuto = 0,
-  kSparseAlways,
-  kSparseNever
-};
-const char* const kSparseModes[] = {"auto", "always", "never"};
-std::atomic<int> sparse_mode_index{kSparseAuto};
+std::atomic<int> sparse_mode_index{kModeAuto};
 
 // Which layers may take it (the input's zeros are sampled after).
 bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   const int mode = sparse_mode_index.load();
   // The lists hold int32 offsets of filter rows (K x NF) and of patch rows.
   const int64_t NF = 64;  // the widest tile (AVX-512 float)
-  if (mode == kSparseNever || s.k() * NF >= (int64_t(1) << 31) ||
+  if (mode == kModeNever || s.k() * NF >= (int64_t(1) << 31) ||
       s.c * (s.h + 2 * s.ph + s.sh) * (s.w + 2 * s.pw + s.sw) >=
           (int64_t(1) << 31))
     return false;
-  if (mode == kSparseAlways) return true;
+  if (mode == kModeAlways) return true;
   // It packs all of a group's filters before the arithmetic; past 8 MB of
   // them (ResNet-50's 512-filter 3x3 layers: 9.4 MB) that pass and the
   // tiles' reads come from memory where the dense path by filters packs
@@ -372,7 +382,7 @@ double sampled_zero_fraction(const T* x, int64_t numel) {
 template <typename T>
 bool try_sparse_forward(const Adder2dShape& s, const T* x, int64_t numel) {
   return sparse_forward_candidate(s, std::is_same_v<T, float>) &&
-         (sparse_mode_index.load() == kSparseAlways ||
+         (sparse_mode_index.load() == kModeAlways ||
           sampled_zero_fraction(x, numel) >= kSparseMinZeros);
 }
 
@@ -478,6 +488,23 @@ void check_cpu(const at::Tensor& t, const char* name) {
 // apart, phase rows wq apart); its sums over each group's channels (csum);
 // where tap (i, j) of output (0, 0) is in a channel's phases (toff), and
 // term k (off). shift: per (group, channel), null for none.
+// csum[(n * groups + g) * cstride + q] = the sum over group g's channels
+// of value q of their planes (src: [N][C][cstride]), in double.
+template <typename T>
+void sum_over_channels(const T* src, int64_t cstride, const Adder2dShape& s,
+                       double* csum) {
+  const int64_t cin_g = s.cin_g();
+  at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ng = b; ng < e; ++ng) {
+      double* cs = csum + ng * cstride;
+      const T* sg = src + ng * cin_g * cstride;
+      std::fill(cs, cs + cstride, 0.);
+      for (int64_t c = 0; c < cin_g; ++c)
+        for (int64_t q = 0; q < cstride; ++q) cs[q] += sg[c * cstride + q];
+    }
+  });
+}
+
 template <typename T>
 struct ImplicitInput {
   const T* xp;
@@ -525,15 +552,7 @@ ImplicitInput<T> implicit_input(const T* x, const T* shift,
       }
     }
   });
-  at::parallel_for(0, s.n * s.groups, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ng = b; ng < e; ++ng) {
-      double* cs = csum + ng * cstride;
-      const T* src = xp + ng * cin_g * cstride;
-      std::fill(cs, cs + cstride, 0.);
-      for (int64_t c = 0; c < cin_g; ++c)
-        for (int64_t q = 0; q < cstride; ++q) cs[q] += src[c * cstride + q];
-    }
-  });
+  sum_over_channels(xp, cstride, s, csum);
   std::vector<int64_t> toff(taps), off(K);
   for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t r = (tap / s.kw) * s.dh, q = (tap % s.kw) * s.dw;
@@ -706,17 +725,10 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
     in.cstride = L;
     in.wq = s.wout;
     for (int64_t k = 0; k < K; ++k) off[k] = (int32_t)(k * L);
-    at::parallel_for(0, s.groups * s.n, 1, [&](int64_t b, int64_t e) {
-      std::vector<double> sum(L);
-      for (int64_t gn = b; gn < e; ++gn) {
-        const int64_t g = gn / s.n, n = gn % s.n;
-        const T* src = x + (n * s.c + g * cin_g) * L;
-        std::fill(sum.begin(), sum.end(), 0.);
-        for (int64_t c = 0; c < cin_g; ++c)
-          for (int64_t l = 0; l < L; ++l) sum[l] += src[c * L + l];
-        for (int64_t l = 0; l < L; ++l) xs[(g * s.n + n) * L + l] = (T)sum[l];
-      }
-    });
+    double* csum = scratch<double, 2>(s.n * s.groups * L);
+    sum_over_channels(x, L, s, csum);
+    const int64_t here = 0;  // the one tap
+    sum_over_taps(csum, L, s, s.hout, s.wout, s.wout, &here, xs.data());
   } else {
     in = implicit_input(x, (const T*)nullptr, s);
     sum_over_taps(in.csum, in.cstride, s, s.hout, s.wout, in.wq,
@@ -1109,9 +1121,7 @@ int64_t sign_fast_min_phase_positions() {
 
 // set_sign_fast_mode: auto (the thresholds above), always (any layer, still
 // per (sample, channel) where the check finds no tie), never.
-enum SignFastMode : int { kSignFastAuto = 0, kSignFastAlways, kSignFastNever };
-const char* const kSignFastModes[] = {"auto", "always", "never"};
-std::atomic<int> sign_fast_mode_index{kSignFastAuto};
+std::atomic<int> sign_fast_mode_index{kModeAuto};
 
 }  // namespace
 
@@ -1129,8 +1139,8 @@ bool sign_fast_runs(const Adder2dShape& s, bool sign_grad) {
   // Terms an input value meets: each is in about taps / (sh sw) patches.
   const int mode = sign_fast_mode_index.load();
   const SignFastThresholds t = sign_fast_thresholds();
-  return sign_grad && mode != kSignFastNever &&
-         (mode == kSignFastAlways ||
+  return sign_grad && mode != kModeNever &&
+         (mode == kModeAlways ||
           (s.cout_g() * s.taps() >= t.min_terms * s.sh * s.sw &&
            s.n * s.h * s.w >= t.min_positions &&
            (s.sh * s.sw == 1 ||
@@ -1157,7 +1167,7 @@ bool sign_fast_runs(const Adder2dShape& s, bool sign_grad) {
 // for the dispatch and backward_input_implicit.
 bool use_phases_by_channels(const Adder2dShape& s, bool sign_grad) {
   if (!sign_grad || (s.sh == 1 && s.sw == 1) || s.taps() == 1 ||
-      sign_fast_mode_index.load() == kSignFastNever)
+      sign_fast_mode_index.load() == kModeNever)
     return false;
   const DxLayout d = dx_layout(s);
   int64_t most = 0;
@@ -1689,16 +1699,11 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
 }  // namespace
 
 std::string sign_fast_mode() {
-  return kSignFastModes[sign_fast_mode_index.load()];
+  return kModeNames[sign_fast_mode_index.load()];
 }
 
 std::string set_sign_fast_mode(const std::string& name) {
-  for (int i = kSignFastAuto; i <= kSignFastNever; ++i)
-    if (name == kSignFastModes[i])
-      return kSignFastModes[sign_fast_mode_index.exchange(i)];
-  TORCH_CHECK(false, "set_sign_fast_mode: '", name,
-              "' is not one of auto, always, never");
-  return {};
+  return exchange_mode(sign_fast_mode_index, name, "set_sign_fast_mode");
 }
 
 bool sparse_forward_tried(const at::Tensor& input_, const at::Tensor& weight,
@@ -1716,16 +1721,11 @@ bool sparse_forward_tried(const at::Tensor& input_, const at::Tensor& weight,
 }
 
 std::string sparse_forward_mode() {
-  return kSparseModes[sparse_mode_index.load()];
+  return kModeNames[sparse_mode_index.load()];
 }
 
 std::string set_sparse_forward_mode(const std::string& name) {
-  for (int i = kSparseAuto; i <= kSparseNever; ++i)
-    if (name == kSparseModes[i])
-      return kSparseModes[sparse_mode_index.exchange(i)];
-  TORCH_CHECK(false, "set_sparse_forward_mode: '", name,
-              "' is not one of auto, always, never");
-  return {};
+  return exchange_mode(sparse_mode_index, name, "set_sparse_forward_mode");
 }
 
 std::string cpu_isa() { return kIsaNames[active_isa()]; }
