@@ -794,6 +794,65 @@ ADDER_INLINE int append_nonzero(__m512 v, __mmask16 lanes, int64_t k,
   _mm512_storeu_si512((void*)rows, _mm512_maskz_compress_epi32(nz, ids));
   return __builtin_popcount(nz);
 }
+#elif ADDER_ISA_X86
+// The same steps on AVX2, 8 lanes, as bits of an unsigned. AVX2 has no
+// compress: a table of each lane mask's set lanes drives a permute.
+ADDER_INLINE unsigned not_nonnegative_finite(__m256 v) {
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  const __m256 ok =
+      _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ),
+                    _mm256_cmp_ps(v, inf, _CMP_LT_OQ));
+  return ~(unsigned)_mm256_movemask_ps(ok) & 0xffu;
+}
+// Byte j of lanes[m]: the lane of m's j-th set bit (2 KiB, stays in L1).
+struct CompressLanes {
+  uint64_t lanes[256];
+  constexpr CompressLanes() : lanes() {
+    for (int m = 0; m < 256; ++m)
+      for (int lane = 0, j = 0; lane < 8; ++lane)
+        if (m >> lane & 1) lanes[m] |= (uint64_t)lane << (8 * j++);
+  }
+};
+inline constexpr CompressLanes kCompressLanes{};
+template <int NF>
+ADDER_INLINE int append_nonzero(__m256 v, unsigned lanes, int64_t k,
+                                float* vals, int32_t* rows) {
+  const __m256i ids = _mm256_add_epi32(
+      _mm256_setr_epi32(0, NF, 2 * NF, 3 * NF, 4 * NF, 5 * NF, 6 * NF,
+                        7 * NF),
+      _mm256_set1_epi32((int32_t)(k * NF)));
+  const unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(
+                          v, _mm256_setzero_ps(), _CMP_NEQ_UQ)) &
+                      lanes;
+  const __m256i perm = _mm256_cvtepu8_epi32(
+      _mm_cvtsi64_si128((long long)kCompressLanes.lanes[nz]));
+  _mm256_storeu_ps(vals, _mm256_permutevar8x32_ps(v, perm));
+  _mm256_storeu_si256((__m256i*)rows, _mm256_permutevar8x32_epi32(ids, perm));
+  return __builtin_popcount(nz);
+}
+// dst + j * ld (32-byte aligned rows) = lane j of 8 rows, load(t, h)
+// giving lanes [4h, 4h + 4) of row t: halves paired by inserts, then 4 x 4
+// transposes within the 128-bit lanes (no lane-crossing shuffle:
+// vperm2f128 is 8 uops on Zen 1).
+template <typename Load>
+ADDER_INLINE void transpose8(Load load, float* dst, int64_t ld) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    __m256 a[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t)
+      a[t] = _mm256_insertf128_ps(_mm256_castps128_ps256(load(t, h)),
+                                  load(t + 4, h), 1);
+    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]);
+    const __m256 t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]);
+    const __m256 t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    _mm256_store_ps(dst + (4 * h) * ld, _mm256_shuffle_ps(t0, t2, 0x44));
+    _mm256_store_ps(dst + (4 * h + 1) * ld, _mm256_shuffle_ps(t0, t2, 0xee));
+    _mm256_store_ps(dst + (4 * h + 2) * ld, _mm256_shuffle_ps(t1, t3, 0x44));
+    _mm256_store_ps(dst + (4 * h + 3) * ld, _mm256_shuffle_ps(t1, t3, 0xee));
+  }
+}
 #endif
 
 // Lists the nonzero values of rows [k0, k0 + kc) of a patch (row k at
@@ -823,6 +882,24 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
     bad |= wrong != 0;
     return count;
   }
+#elif ADDER_ISA_X86
+  if constexpr (std::is_same_v<T, float>) {
+    // 8 at a time: loads (AVX2's gather is slow on Zen), masks, permute.
+    unsigned wrong = 0;
+    for (int64_t j = 0; j < kc; j += 8) {
+      const int n = (int)std::min<int64_t>(8, kc - j);
+      const int32_t* o = off + k0 + j;
+      const __m256 v =
+          n == 8 ? _mm256_setr_ps(xr[o[0]], xr[o[1]], xr[o[2]], xr[o[3]],
+                                  xr[o[4]], xr[o[5]], xr[o[6]], xr[o[7]])
+                 : (__m256)vgather(xr, o, n);
+      wrong |= not_nonnegative_finite(v);
+      count += append_nonzero<NF>(v, n == 8 ? 0xffu : (1u << n) - 1, k0 + j,
+                                  vals + count, rows + count);
+    }
+    bad |= wrong != 0;
+    return count;
+  }
 #endif
   bool wrong = false;
   for (int64_t k = k0; k < k0 + kc; ++k) {
@@ -841,8 +918,8 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
 // ascending, < 16), its list at vals / rows + m * ld, its count to
 // count[m]. AVX-512 float: each row's 16 values load as one vector and 16
 // rows transpose in registers, where a gather per position and 16 rows
-// cost several times as much. Reads stop at the last listed lane; lanes
-// of no listed position are not checked.
+// cost several times as much (AVX2: four 8 x 8 transposes). Reads stop at
+// the last listed lane; lanes of no listed position are not checked.
 template <typename T>
 ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
                                      int64_t k0, int64_t kc, const int* lane,
@@ -876,6 +953,55 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
         count[m] += append_nonzero<NF>(_mm512_load_ps(c[lane[m]]), rows_in,
                                        kb, vals + m * ld + count[m],
                                        rows + m * ld + count[m]);
+    }
+    bad |= wrong != 0;
+    return;
+  }
+#elif ADDER_ISA_X86
+  if constexpr (std::is_same_v<T, float>) {
+    // AVX2: the 16 x 16 block as four 8 x 8 transposes of 4-value loads.
+    constexpr int NF = sparse_nf<T>();
+    for (int m = 0; m < npos; ++m) count[m] = 0;
+    // Reads stop at the last listed lane, as above: whole, masked or no
+    // loads for each 4 lanes.
+    const unsigned reach = (2u << lane[npos - 1]) - 1;
+    __m128i part[4];
+    unsigned whole = 0, some = 0;
+    for (int q = 0; q < 4; ++q) {
+      const unsigned bits = reach >> (4 * q) & 0xfu;
+      whole |= (bits == 0xfu) << q;
+      some |= (bits != 0) << q;
+      part[q] = _mm_setr_epi32(-(int)(bits & 1), -(int)(bits >> 1 & 1),
+                               -(int)(bits >> 2 & 1), -(int)(bits >> 3 & 1));
+    }
+    unsigned wrong = 0;
+    for (int64_t kb = k0; kb < k0 + kc; kb += 16) {
+      const int nk = (int)std::min<int64_t>(16, k0 + kc - kb);
+      const unsigned rows_in = nk == 16 ? 0xffffu : (1u << nk) - 1;
+      alignas(64) float c[16][16];
+#pragma GCC unroll 2
+      for (int rb = 0; rb < 2; ++rb)
+#pragma GCC unroll 2
+        for (int lb = 0; lb < 2; ++lb) {
+          const auto load = [&](int t, int h) {
+            const int q = 2 * lb + h, row = 8 * rb + t;
+            if (row >= nk || !(some >> q & 1)) return _mm_setzero_ps();
+            const float* p = base + off[kb + row] + 4 * q;
+            return whole >> q & 1 ? _mm_loadu_ps(p) : _mm_maskload_ps(p, part[q]);
+          };
+          transpose8(load, &c[8 * lb][8 * rb], 16);
+        }
+      for (int m = 0; m < npos; ++m) {
+        const __m256 lo = _mm256_load_ps(c[lane[m]]);
+        const __m256 hi = _mm256_load_ps(c[lane[m]] + 8);
+        wrong |= not_nonnegative_finite(lo) | not_nonnegative_finite(hi);
+        count[m] += append_nonzero<NF>(lo, rows_in & 0xffu, kb,
+                                       vals + m * ld + count[m],
+                                       rows + m * ld + count[m]);
+        count[m] += append_nonzero<NF>(hi, rows_in >> 8, kb + 8,
+                                       vals + m * ld + count[m],
+                                       rows + m * ld + count[m]);
+      }
     }
     bad |= wrong != 0;
     return;
@@ -935,8 +1061,8 @@ inline void sparse_accumulate(const T* vals, const int32_t* rows,
 // The sparse forward's outputs of np positions x nf filters of a tile:
 // y[ybase[i] + j * L] = 2 acc[i * lda + j] - xq[i] - ws[j]. AVX-512 float:
 // 16 positions whose outputs are consecutive (one sample) x 16 filters at a
-// time through a register transpose, stores of 16 consecutive outputs;
-// else one value at a time.
+// time through a register transpose, stores of 16 consecutive outputs
+// (AVX2: 8 x 8); else one value at a time.
 template <typename T>
 inline void sparse_store(const T* acc, int64_t lda, int64_t np, int64_t nf,
                          const T* xq, const T* ws, const int64_t* ybase,
@@ -972,6 +1098,38 @@ inline void sparse_store(const T* acc, int64_t lda, int64_t np, int64_t nf,
         for (int j = 0; j < nj; ++j)
           _mm512_storeu_ps(y + ybase[i0] + (j0 + j) * L,
                            _mm512_load_ps(c[j]));
+      }
+    }
+  }
+#elif ADDER_ISA_X86
+  if constexpr (std::is_same_v<T, float>) {
+    // AVX2: 8 positions x 8 filters at a time (a tile's accumulators and
+    // filter sums hold whole vectors of filters, zeros past nf).
+    const __m256 two = _mm256_set1_ps(2.f);
+    for (; i0 + 8 <= np; i0 += 8) {
+      if (ybase[i0 + 7] != ybase[i0] + 7) {  // spans two samples
+        scalar(i0, i0 + 8);
+        continue;
+      }
+      for (int64_t j0 = 0; j0 < nf; j0 += 8) {
+        const __m256 wsv = _mm256_loadu_ps(ws + j0);
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i)
+          r[i] = _mm256_sub_ps(
+              _mm256_fmsub_ps(two, _mm256_loadu_ps(acc + (i0 + i) * lda + j0),
+                              _mm256_set1_ps(xq[i0 + i])),
+              wsv);
+        alignas(32) float c[8][8];
+        transpose8(
+            [&](int t, int h) {
+              return h ? _mm256_extractf128_ps(r[t], 1)
+                       : _mm256_castps256_ps128(r[t]);
+            },
+            &c[0][0], 8);
+        const int nj = (int)std::min<int64_t>(8, nf - j0);
+        for (int j = 0; j < nj; ++j)
+          _mm256_storeu_ps(y + ybase[i0] + (j0 + j) * L, _mm256_load_ps(c[j]));
       }
     }
   }

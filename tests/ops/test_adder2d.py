@@ -554,9 +554,11 @@ def test_sparse_forward_choice(cpu_isa):
 
 # (k, h, w, where): 1x1 on 7 x 7 maps (positions listed 16 at a time, but
 # each sample's last alone), the last input value, which only that position
-# reads; 3x3 on rows of 32 (pitch 34, 16 positions at a time), a value
-# inside.
+# reads; 1x1 and 3x3 on rows of 32 (16 positions at a time), a value inside
+# (channel 30: patch row 30 for 1x1, the second half of a block of 16
+# rows; 270-278 for 3x3, both halves).
 @pytest.mark.parametrize('k,h,w,where', [(1, 7, 7, 'last'),
+                                         (1, 6, 32, 'inside'),
                                          (3, 6, 32, 'inside')])
 @pytest.mark.parametrize('bad', ['negative', 'nan', 'inf', 'inf filter'])
 def test_sparse_forward_falls_back(cpu_isa, sparse_forward_mode, bad, k, h,
