@@ -333,16 +333,22 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   // each tile just before using it: 1.78-1.99x conv's forward time there
   // against 1.39-1.71x in the same benchmark runs (with the caches cold
   // between calls; 0.8x in a loop of the op alone).
-  // AVX2 (no compress instruction: values listed one at a time; tiles of
-  // 32 filters), timed on this Intel host only, half zeros: 0.58-0.90x
-  // the dense forward from 128 filters, level at 64 (64 -> 64 3x3 at
-  // 56x56 1.01x); AMD cores, where the dense AVX2 kernels were tuned, not
-  // re-timed.
-  const int64_t min_filters = active_isa() == kAvx512 ? 64
-                              : active_isa() == kAvx2 ? 128
-                                                      : -1;
+  // From one whole filter tile a group: 64 filters on AVX-512, 32 on
+  // AVX2. AVX2 (tiles of 32 filters; values listed 8 at a time through a
+  // permute table, since session 19), half zeros, on a 2-core AMD EPYC
+  // (Zen 1): 0.55-0.86x the dense forward on ResNet-50's layers (64 -> 64
+  // 1x1 at 56x56 0.86x) and 0.51-0.93x on 32- and 64-filter layers of the
+  // quarter-width ResNet-18 (batch 8, 10x10 to 80x80), but 1.07x where a
+  // patch has 16 values (16 -> 32 1x1: listing and storing outweigh 8
+  // terms a position) and 1.28x at 16 filters (half a tile). Before,
+  // listing one value at a time, it took 128 filters (session 18, Intel
+  // host in AVX2 mode: level at 64).
+  const bool avx512 = active_isa() == kAvx512, avx2 = active_isa() == kAvx2;
+  const int64_t min_filters = avx512 ? 64 : avx2 ? 32 : -1;
+  const int64_t min_k = avx2 ? 32 : 1;
   return is_float && min_filters > 0 && s.cout_g() >= min_filters &&
-         s.n * s.hout * s.wout >= 64 && s.cout_g() * s.k() <= (1 << 21);
+         s.k() >= min_k && s.n * s.hout * s.wout >= 64 &&
+         s.cout_g() * s.k() <= (1 << 21);
 }
 // The input's zeros from which it pays (AVX-512, ResNet-50's layers at
 // 224x224, batch 2, forward time against the dense paths, alternated in

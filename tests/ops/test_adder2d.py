@@ -506,9 +506,9 @@ def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
 
 
 def test_sparse_forward_choice(cpu_isa):
-    """auto: float32 layers with >= 64 filters a group with AVX-512, >= 128
-    with AVX2, <= 8 MB of them, >= 64 outputs, and >= 40% zeros in a sample
-    of the input (the baseline ISA never);
+    """auto: float32 layers with >= 64 filters a group with AVX-512, >= 32
+    and >= 32 values a patch with AVX2, <= 8 MB of filters, >= 64 outputs,
+    and >= 40% zeros in a sample of the input (the baseline ISA never);
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
@@ -516,18 +516,29 @@ def test_sparse_forward_choice(cpu_isa):
     conf = ([1, 1], [1, 1], [1, 1], 1)
     relu = _relu_input((2, 64, 14, 14), 3, torch.float32)
     w = torch.randn(128, 64, 3, 3)
-    avx512 = ext.cpu_isa() == 'avx512'
-    vector = ext.cpu_isa() in ('avx512', 'avx2')  # 128 filters
+    avx512, avx2 = ext.cpu_isa() == 'avx512', ext.cpu_isa() == 'avx2'
+    vector = avx512 or avx2
     assert ext.sparse_forward_tried(relu, w, *conf) == vector
     assert not ext.sparse_forward_tried(relu.double(), w.double(), *conf)
     assert not ext.sparse_forward_tried(relu - 0.1, w, *conf)  # negatives
     few_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.2)
     assert not ext.sparse_forward_tried(few_zeros, w, *conf)
-    small = torch.randn(32, 64, 1, 1)  # 32 filters
-    assert not ext.sparse_forward_tried(relu, small, [1, 1], [0, 0], [1, 1],
-                                        1)
-    assert ext.sparse_forward_tried(relu, torch.randn(64, 64, 1, 1), [1, 1],
-                                    [0, 0], [1, 1], 1) == avx512
+    pointwise = ([1, 1], [0, 0], [1, 1], 1)
+    small = torch.randn(32, 64, 1, 1)  # 32 filters: one AVX2 tile
+    assert ext.sparse_forward_tried(relu, small, *pointwise) == avx2
+    assert not ext.sparse_forward_tried(relu, torch.randn(16, 64, 1, 1),
+                                        *pointwise)
+    assert ext.sparse_forward_tried(relu, torch.randn(64, 64, 1, 1),
+                                    *pointwise) == vector
+    # AVX2: not where a patch has fewer than 32 values.
+    assert ext.sparse_forward_tried(relu[:, :32].contiguous(),
+                                    torch.randn(32, 32, 1, 1),
+                                    *pointwise) == avx2
+    assert ext.sparse_forward_tried(relu[:, :16].contiguous(),
+                                    torch.randn(64, 16, 1, 1),
+                                    *pointwise) == avx512
+    assert ext.sparse_forward_tried(relu[:, :16].contiguous(),
+                                    torch.randn(64, 16, 3, 3), *conf) == vector
     big = torch.randn(512, 512, 3, 3)  # 9.4 MB of filters
     assert not ext.sparse_forward_tried(_relu_input((2, 512, 7, 7), 3,
                                                     torch.float32), big,
