@@ -317,6 +317,18 @@ std::string exchange_mode(std::atomic<int>& mode, const std::string& name,
 // finite, any ISA, any size: for tests) or never.
 std::atomic<int> sparse_mode_index{kModeAuto};
 
+// The most filter values a group whose sparse forward tiles are packed
+// ahead of the arithmetic (8 MB of float). Past it, packed per use: the
+// up-front pass's tiles came back from memory, and auto mode had left
+// such layers to the dense path (sessions 18-19: ResNet-50's 512-filter
+// 3x3 layers 1.78-1.99x conv's forward time against 1.39-1.71x in the
+// same benchmark runs, Intel; 0.60-0.67x the dense forward packed ahead,
+// 0.55-0.60x per use, AMD, half zeros). Per use for every layer lost on
+// those with many chunks of positions (each packs the filters again):
+// 0.66-0.76x against 0.55-0.66x on ResNet-50's 1x1 layers at 14x14 to
+// 56x56.
+constexpr int64_t kSparsePackAheadMax = int64_t(1) << 21;
+
 // Which layers may take it (the input's zeros are sampled after).
 bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   const int mode = sparse_mode_index.load();
@@ -327,12 +339,6 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
           (int64_t(1) << 31))
     return false;
   if (mode == kModeAlways) return true;
-  // It packs all of a group's filters before the arithmetic; past 8 MB of
-  // them (ResNet-50's 512-filter 3x3 layers: 9.4 MB) that pass and the
-  // tiles' reads come from memory where the dense path by filters packs
-  // each tile just before using it: 1.78-1.99x conv's forward time there
-  // against 1.39-1.71x in the same benchmark runs (with the caches cold
-  // between calls; 0.8x in a loop of the op alone).
   // From one whole filter tile a group: 64 filters on AVX-512, 32 on
   // AVX2. AVX2 (tiles of 32 filters; values listed 8 at a time through a
   // permute table, since session 19), half zeros, on a 2-core AMD EPYC
@@ -347,8 +353,7 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   const int64_t min_filters = avx512 ? 64 : avx2 ? 32 : -1;
   const int64_t min_k = avx2 ? 32 : 1;
   return is_float && min_filters > 0 && s.cout_g() >= min_filters &&
-         s.k() >= min_k && s.n * s.hout * s.wout >= 64 &&
-         s.cout_g() * s.k() <= (1 << 21);
+         s.k() >= min_k && s.n * s.hout * s.wout >= 64;
 }
 // The input's zeros from which it pays (AVX-512, ResNet-50's layers at
 // 224x224, batch 2, forward time against the dense paths, alternated in
@@ -649,7 +654,7 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
       const int64_t p0 = task % chunks * per, p1 = std::min(P, p0 + per);
       const int64_t nf = std::min(NF, cout_g - f0);
       if (gf != packed) {
-        pack(w, row_shift, s, g, gf % ftiles, wv, ws);
+        pack(w, row_shift, s, g, gf % ftiles, wv, ws, 0, K);
         packed = gf;
         if (use_min && !std::all_of(ws, ws + nf, [](T v) {
               return std::isfinite(v);
@@ -692,19 +697,27 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
   const int64_t L = s.l(), P = s.n * L, K = s.k();
   const int64_t cout_g = s.cout_g(), cin_g = s.cin_g();
   const int64_t ftiles = (cout_g + NF - 1) / NF;
-  // The filters first: a non-finite one ends it before the input's pass.
-  T* wv = scratch<T, 5>(s.groups * ftiles * K * NF);
-  std::vector<T> wabs(s.groups * ftiles * NF);
   const auto pack =
       ADDER_PICK_ISA(pack_filters_fvec_impl<T, generic::kSparseNV, true>);
-  at::parallel_for(0, s.groups * ftiles, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      pack(w, nullptr, s, i / ftiles, i % ftiles, wv + i * K * NF,
-           wabs.data() + i * NF);
-  });
-  if (!std::all_of(wabs.begin(), wabs.end(),
-                   [](T v) { return std::isfinite(v); }))
-    return false;
+  // Up to kSparsePackAheadMax values a group, the filters are packed first,
+  // once for every task (a non-finite one ends it before the input's pass).
+  // Past that (ResNet-50's 512-filter 3x3 layers: 9.4 MB), a pass ahead
+  // would write them to memory and each task read them back from there, so
+  // each task packs the K block of the tile it is about to use instead
+  // (in L1) and sums |w| as it goes.
+  const bool ahead = cout_g * K <= kSparsePackAheadMax;
+  T* wv = ahead ? scratch<T, 5>(s.groups * ftiles * K * NF) : nullptr;
+  std::vector<T> wabs(ahead ? s.groups * ftiles * NF : 0);
+  if (ahead) {
+    at::parallel_for(0, s.groups * ftiles, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        pack(w, nullptr, s, i / ftiles, i % ftiles, wv + i * K * NF,
+             wabs.data() + i * NF, 0, K);
+    });
+    if (!std::all_of(wabs.begin(), wabs.end(),
+                     [](T v) { return std::isfinite(v); }))
+      return false;
+  }
   // The input planes: a pointwise layer's patches are columns of its input
   // (stride 1: the input as it is; strided: the values it reads, copied
   // into maps of its outputs' size); others read implicit_input's planes
@@ -761,6 +774,9 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
     T* vals = scratch<T, 6>(per * (KC + 16));
     int32_t* rows = scratch<int32_t, 7>(per * (KC + 16));
     T* acc = scratch<T>(per * run * NF);
+    T* wblock = ahead ? nullptr : scratch<T, 9>(KC * NF);
+    std::vector<double> wsum(ahead ? 0 : run * NF);  // |w| sums, per use
+    std::vector<T> wsum_t(wsum.size()), block_sum(NF);
     std::vector<int64_t> count(per), ybase(per);
     for (int64_t task = b; task < e && !bad; ++task) {
       const int64_t part = task % parts, gc = task / parts;
@@ -770,6 +786,7 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
       if (np <= 0 || f0 >= f1) continue;
       const T* xg = in.xp + g * cin_g * in.cstride;
       std::fill_n(acc, np * (f1 - f0) * NF, T(0));
+      std::fill(wsum.begin(), wsum.end(), 0.0);
       for (int64_t k0 = 0; k0 < K; k0 += KC) {
         const int64_t kc = std::min(KC, K - k0);
         bool wrong = false;
@@ -797,12 +814,30 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
           bad = true;
           break;
         }
-        for (int64_t f = f0; f < f1; ++f)
-          accumulate(vals, rows, count.data(), np, KC + 16,
-                     wv + (g * ftiles + f) * K * NF, acc + (f - f0) * NF,
-                     (f1 - f0) * NF);
+        for (int64_t f = f0; f < f1; ++f) {
+          const T* wk = wblock;
+          if (ahead) {
+            wk = wv + ((g * ftiles + f) * K + k0) * NF;
+          } else {
+            pack(w, nullptr, s, g, f, wblock, block_sum.data(), k0, k0 + kc);
+            for (int64_t j = 0; j < std::min(NF, cout_g - f * NF); ++j)
+              wsum[(f - f0) * NF + j] += block_sum[j];
+          }
+          accumulate(vals, rows, count.data(), np, KC + 16, wk,
+                     acc + (f - f0) * NF, (f1 - f0) * NF);
+        }
       }
       if (bad) break;
+      const T* ws = wabs.data() + (g * ftiles + f0) * NF;
+      if (!ahead) {
+        std::copy(wsum.begin(), wsum.end(), wsum_t.begin());
+        if (!std::all_of(wsum_t.begin(), wsum_t.end(),
+                         [](T v) { return std::isfinite(v); })) {
+          bad = true;  // a non-finite filter
+          break;
+        }
+        ws = wsum_t.data();
+      }
       for (int64_t i = 0; i < np; ++i) {  // output offsets of filter 0
         const int64_t q = p0 + i;
         ybase[i] = q / L * s.cout * L + q % L;
@@ -810,7 +845,7 @@ bool forward_sparse(const T* x, const T* w, T* y, const Adder2dShape& s) {
       for (int64_t f = f0; f < f1; ++f)
         store(acc + (f - f0) * NF, (f1 - f0) * NF, np,
               std::min(NF, cout_g - f * NF), xs.data() + g * P + p0,
-              wabs.data() + (g * ftiles + f) * NF, ybase.data(),
+              ws + (f - f0) * NF, ybase.data(),
               y + (g * cout_g + f * NF) * L, L);
     }
   });

@@ -644,25 +644,27 @@ ADDER_INLINE void transpose16(const __m512 (&r)[16], float* dst, int64_t ld) {
 // scalar running sum had made this packing 40% of the 512-filter 7x7
 // layer's arithmetic; storing each filter's vectors lane by lane into the
 // rows, 19%.) kPlus (the sparse forward's tiles, NV vectors wide): rows of
-// max(w, 0) and sums of |w| instead.
+// max(w, 0) and sums of |w| instead. Rows [kb, ke) (kb a multiple of 16):
+// wv holds those, the sums are theirs.
 template <typename T, int NV = kFvecNV, bool kPlus = false>
 inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
                                    const Adder2dShape& s, int64_t g,
-                                   int64_t ft, T* wv, T* wsum) {
+                                   int64_t ft, T* wv, T* wsum, int64_t kb,
+                                   int64_t ke) {
   using V = typename Vec<T>::type;
   using M = typename Vec<T>::mask;
   constexpr int W = Vec<T>::width, NF = NV * W;
   // Sums: 4 rows in T, then in double, half a vector at a time.
   typedef T H __attribute__((vector_size(kVecBytes / 2)));
   typedef double D __attribute__((vector_size(W / 2 * sizeof(double))));
-  const int64_t K = s.k(), cout_g = s.cout_g(), f0 = ft * NF;
+  const int64_t K = ke, cout_g = s.cout_g(), f0 = ft * NF;
   const int nf = (int)std::min<int64_t>(NF, cout_g - f0);
   const T* rs = row_shift ? row_shift + g * K : nullptr;
-  const T* src = w + (g * cout_g + f0) * K;
+  const T* src = w + (g * cout_g + f0) * s.k();
   alignas(64) int32_t idx[NF];
   M valid[NV];
   for (int i = 0; i < NF; ++i) {
-    idx[i] = (int32_t)(i * K);
+    idx[i] = (int32_t)(i * s.k());
     valid[i / W][i % W] = i < nf ? -1 : 0;
   }
   D total[NV][2] = {};
@@ -674,7 +676,7 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
   constexpr bool kRows = std::is_same_v<T, float>;
   alignas(64) float block[kRows ? NV : 1][16][16];
 #endif
-  for (int64_t k0 = 0; k0 < K; k0 += 4) {
+  for (int64_t k0 = kb; k0 < K; k0 += 4) {
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
     if constexpr (kRows) {
       if (k0 % 16 == 0) {
@@ -685,7 +687,8 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
 #pragma GCC unroll 16
           for (int t = 0; t < 16; ++t)
             r[t] = v * W + t < nf
-                       ? _mm512_maskz_loadu_ps(in, src + (v * W + t) * K + k0)
+                       ? _mm512_maskz_loadu_ps(
+                             in, src + (v * W + t) * s.k() + k0)
                        : _mm512_setzero_ps();
           transpose16(r, &block[v][0][0], 16);
         }
@@ -708,10 +711,10 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
         if (kPlus) {
           const V zero = {};
           const V plus = x > zero ? x : zero;
-          std::memcpy(wv + k * NF + v * W, &plus, sizeof(V));
+          std::memcpy(wv + (k - kb) * NF + v * W, &plus, sizeof(V));
           part[v] += vabs<T>(x);
         } else {
-          std::memcpy(wv + k * NF + v * W, &x, sizeof(V));
+          std::memcpy(wv + (k - kb) * NF + v * W, &x, sizeof(V));
           part[v] += x;
         }
       }
@@ -856,8 +859,8 @@ ADDER_INLINE void transpose8(Load load, float* dst, int64_t ld) {
 #endif
 
 // Lists the nonzero values of rows [k0, k0 + kc) of a patch (row k at
-// xr[off[k]]) into vals, with each one's filter row offset k * NF into
-// rows; returns how many. Both buffers take kc + 16 values (whole-vector
+// xr[off[k]]) into vals, with each one's filter row offset in the block,
+// (k - k0) * NF, into rows; returns how many. Both buffers take kc + 16 values (whole-vector
 // stores). Sets `bad` if a value is negative, inf or NaN (the identity
 // above needs x >= 0 and finite sums): the caller then takes another path.
 template <typename T>
@@ -876,7 +879,7 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
       const __mmask16 lanes = n == 16 ? 0xffff : (1u << n) - 1;
       const __m512 v = (__m512)vgather(xr, off + k0 + j, n);
       wrong |= not_nonnegative_finite(v);
-      count += append_nonzero<NF>(v, lanes, k0 + j, vals + count,
+      count += append_nonzero<NF>(v, lanes, j, vals + count,
                                   rows + count);
     }
     bad |= wrong != 0;
@@ -894,7 +897,7 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
                                   xr[o[4]], xr[o[5]], xr[o[6]], xr[o[7]])
                  : (__m256)vgather(xr, o, n);
       wrong |= not_nonnegative_finite(v);
-      count += append_nonzero<NF>(v, n == 8 ? 0xffu : (1u << n) - 1, k0 + j,
+      count += append_nonzero<NF>(v, n == 8 ? 0xffu : (1u << n) - 1, j,
                                   vals + count, rows + count);
     }
     bad |= wrong != 0;
@@ -906,7 +909,7 @@ ADDER_INLINE int64_t list_nonzero(const T* xr, const int32_t* off, int64_t k0,
     const T v = xr[off[k]];
     wrong |= !(v >= T(0) && v < std::numeric_limits<T>::infinity());
     vals[count] = v;
-    rows[count] = (int32_t)(k * NF);
+    rows[count] = (int32_t)((k - k0) * NF);
     count += v != T(0);
   }
   bad |= wrong;
@@ -951,7 +954,7 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
       transpose16(r, &c[0][0], 16);
       for (int m = 0; m < npos; ++m)
         count[m] += append_nonzero<NF>(_mm512_load_ps(c[lane[m]]), rows_in,
-                                       kb, vals + m * ld + count[m],
+                                       kb - k0, vals + m * ld + count[m],
                                        rows + m * ld + count[m]);
     }
     bad |= wrong != 0;
@@ -995,10 +998,10 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
         const __m256 lo = _mm256_load_ps(c[lane[m]]);
         const __m256 hi = _mm256_load_ps(c[lane[m]] + 8);
         wrong |= not_nonnegative_finite(lo) | not_nonnegative_finite(hi);
-        count[m] += append_nonzero<NF>(lo, rows_in & 0xffu, kb,
+        count[m] += append_nonzero<NF>(lo, rows_in & 0xffu, kb - k0,
                                        vals + m * ld + count[m],
                                        rows + m * ld + count[m]);
-        count[m] += append_nonzero<NF>(hi, rows_in >> 8, kb + 8,
+        count[m] += append_nonzero<NF>(hi, rows_in >> 8, kb - k0 + 8,
                                        vals + m * ld + count[m],
                                        rows + m * ld + count[m]);
       }
@@ -1014,7 +1017,7 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
 
 // For each of np positions i: out + i * ldo, [0, NF) += sum over its
 // count[i] listed values (vals / rows + i * ld) of min(value, wv row),
-// wv being a tile's filters w+ (row k at wv + k * NF). Two sets of
+// wv being a K block of a tile's filters w+ (its row k at wv + k * NF). Two sets of
 // accumulators (even and odd entries): 8 independent adds in flight. All
 // positions in one call, so the tile's K block stays in L1 between them.
 template <typename T>

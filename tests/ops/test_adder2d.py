@@ -478,6 +478,12 @@ SPARSE_CASES = {
     'chunks of positions': dict(
         c=8, cout=64, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
         dilation=(1, 1), groups=1, h=20, w=20),
+    # 520 x 4608 filter values (> 8 MB of float): each task packs the K
+    # block of a tile just before using it and sums |w| block by block;
+    # 520 filters: a partial last tile.
+    'filters past 8 MB (packed per use)': dict(
+        c=512, cout=520, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        dilation=(1, 1), groups=1, h=3, w=3),
 }
 
 
@@ -507,8 +513,8 @@ def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
 
 def test_sparse_forward_choice(cpu_isa):
     """auto: float32 layers with >= 64 filters a group with AVX-512, >= 32
-    and >= 32 values a patch with AVX2, <= 8 MB of filters, >= 64 outputs,
-    and >= 40% zeros in a sample of the input (the baseline ISA never);
+    and >= 32 values a patch with AVX2, >= 64 outputs, and >= 40% zeros in
+    a sample of the input (the baseline ISA never);
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
@@ -539,10 +545,10 @@ def test_sparse_forward_choice(cpu_isa):
                                     *pointwise) == avx512
     assert ext.sparse_forward_tried(relu[:, :16].contiguous(),
                                     torch.randn(64, 16, 3, 3), *conf) == vector
-    big = torch.randn(512, 512, 3, 3)  # 9.4 MB of filters
-    assert not ext.sparse_forward_tried(_relu_input((2, 512, 7, 7), 3,
-                                                    torch.float32), big,
-                                        *conf)
+    big = torch.randn(512, 512, 3, 3)  # 9.4 MB of filters: packed per use
+    assert ext.sparse_forward_tried(_relu_input((2, 512, 7, 7), 3,
+                                                torch.float32), big,
+                                    *conf) == vector
     few_outputs = relu[:, :, :4, :4].contiguous()  # 2 x 4 x 4 outputs
     assert not ext.sparse_forward_tried(few_outputs, w, *conf)
     # Zeros but in each map's first 5 rows (64% zeros): the sample must not
@@ -596,6 +602,25 @@ def test_sparse_forward_falls_back(cpu_isa, sparse_forward_mode, bad, k, h,
     assert torch.equal(torch.isinf(got), torch.isinf(expect))
     finite = torch.isfinite(expect)
     assert finite.any()
+    assert rel_err(got[finite], expect[finite]) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize('bad', ['inf', 'nan'])
+def test_sparse_forward_falls_back_filters_packed_per_use(
+        cpu_isa, sparse_forward_mode, bad):
+    """Filters past 8 MB are packed per use, their sums found after the
+    arithmetic: a non-finite one still sends the call to a dense path."""
+    kw = SPARSE_CASES['filters past 8 MB (packed per use)']
+    x = _relu_input((2, kw['c'], kw['h'], kw['w']), 7, torch.float32)
+    wt = torch.randn(kw['cout'], kw['c'], *kw['kernel'],
+                     generator=torch.Generator().manual_seed(8))
+    wt[515, 300, 1, 1] = float(bad)  # in the partial last tile
+    got = _forward(x, wt, kw)
+    expect = _reference_forward(x, wt, kw)
+    assert torch.equal(torch.isnan(got), torch.isnan(expect))
+    assert torch.equal(torch.isinf(got), torch.isinf(expect))
+    finite = torch.isfinite(expect)
+    assert finite.any() and not finite.all()
     assert rel_err(got[finite], expect[finite]) < TOL[torch.float32]
 
 
