@@ -1139,12 +1139,20 @@ bool avx2_on_intel() { return active_isa() == kAvx2 && intel_cpu(); }
 // (tools/benchmark_sign_rule.py, session 12): stride-1 layers of 64-144
 // terms on large maps gain too (1x1 64 filters at 56x56 1.0-1.3x; 16
 // filters 3x3 at 64x64, batch 8, 1.3-1.6x), so from 64 terms there.
+// AVX2 on AMD, re-timed with the vectorized check (session 19, a 2-core
+// AMD EPYC, Zen 1; the 256 terms / 512 positions before came from the
+// scalar check, sessions 4-9): the fast tile took 1/1.78-1/1.40 of the
+// exact tile's time on every ResNet-50 layer (batch 2, the 7x7 stage's 98
+// positions included) and 1/1.81-1/1.19 on the main job's small model
+// (batch 8; 3x3/2 at 4x4 in too), but level or slower on its strided 1x1
+// layers of 32-64 terms (0.86-1.01x); so from 64 terms (counted per stride
+// phase), any position count.
 int64_t sign_fast_min_terms() {
   if (avx2_on_intel()) return 0;
-  return active_isa() == kAvx512 ? 64 : 256;
+  return active_isa() == kGeneric ? 256 : 64;
 }
 int64_t sign_fast_min_positions() {
-  if (avx2_on_intel()) return 0;
+  if (avx2_on_intel() || active_isa() == kAvx2) return 0;
   return active_isa() == kAvx512 ? 64 : 512;
 }
 // Strided layers: the fast tile saves per position a stride phase computes
