@@ -169,6 +169,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_sign_fast_mode", &adder_det::set_sign_fast_mode,
         "Set the sign rule's fast-tile mode: auto, always or never; returns "
         "the previous one. For benchmarks, between calls.");
+  m.def("min_add_mode", &adder_det::min_add_mode,
+        "Whether the CPU forward's min form accumulates min(w, x) by adds "
+        "(auto: on AMD Zen 1 cores), always or never (FMAs of 2 min(w, x)); "
+        "the same values either way.");
+  m.def("set_min_add_mode", &adder_det::set_min_add_mode,
+        "Set the min form's accumulation mode: auto, always or never; "
+        "returns the previous one. For tests and benchmarks, between calls.");
+  m.def("min_adds", &adder_det::min_adds,
+        "Whether the CPU forward's min form accumulates by adds now.");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "
         "thresholds (auto), wherever the input allows (always) or never.");

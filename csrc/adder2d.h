@@ -36,6 +36,15 @@ SignFastThresholds sign_fast_thresholds();
 std::string sign_fast_mode();
 std::string set_sign_fast_mode(const std::string& name);
 
+// Whether the CPU forward's min form accumulates min(w, x) by adds and
+// doubles the sums ("auto": on AMD Zen 1 cores; "always"; "never": FMAs of
+// 2 min(w, x)); both give the same values. set_min_add_mode returns the
+// previous mode; min_adds says what the forward does now. For tests and
+// benchmarks, between calls.
+std::string min_add_mode();
+std::string set_min_add_mode(const std::string& name);
+bool min_adds();
+
 // Whether the CPU forward skips the zeros of a non-negative input (ReLU
 // outputs) by its thresholds ("auto", the default), wherever the input is
 // non-negative and finite ("always"; tests) or never ("never").

@@ -29,6 +29,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 #include <torch/library.h>
@@ -55,6 +56,10 @@ namespace {
 struct DxPlane {
   int64_t rows, cols, h0, w0, taps;
 };
+
+// Whether the forward's min form accumulates min(w, x) by adds (else by
+// FMAs of 2 min(w, x); forward_tile), as set_min_add_mode says.
+bool min_form_adds();
 
 // The kernels, compiled for AVX-512, for AVX2+FMA and for the baseline ISA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -310,6 +315,30 @@ std::string exchange_mode(std::atomic<int>& mode, const std::string& name,
   TORCH_CHECK(false, setter, ": '", name,
               "' is not one of auto, always, never");
   return {};
+}
+
+// The forward's min form by adds: auto (on AMD Zen 1 cores, where min and
+// FMA share two pipes and adds have two others; forward_tile), always or
+// never.
+std::atomic<int> min_add_mode_index{kModeAuto};
+
+bool min_form_adds() {
+  const int mode = min_add_mode_index.load();
+  if (mode != kModeAuto) return mode == kModeAlways;
+#ifdef ADDER_HAVE_X86_ISAS
+  // Zen 1 and Zen+: AMD family 0x17, models below 0x30 (Zen 2 from there).
+  static const bool zen1 = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d))
+      return false;
+    const unsigned family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);
+    const unsigned model = ((a >> 4) & 0xf) | ((a >> 12) & 0xf0);
+    return family == 0x17 && model < 0x30;
+  }();
+  return zen1;
+#else
+  return false;
+#endif
 }
 
 // The forward skipping zero inputs (forward_sparse): auto (by the
@@ -1776,6 +1805,14 @@ std::string sparse_forward_mode() {
 std::string set_sparse_forward_mode(const std::string& name) {
   return exchange_mode(sparse_mode_index, name, "set_sparse_forward_mode");
 }
+
+std::string min_add_mode() { return kModeNames[min_add_mode_index.load()]; }
+
+std::string set_min_add_mode(const std::string& name) {
+  return exchange_mode(min_add_mode_index, name, "set_min_add_mode");
+}
+
+bool min_adds() { return min_form_adds(); }
 
 std::string cpu_isa() { return kIsaNames[active_isa()]; }
 

@@ -176,12 +176,28 @@ constexpr int bwd_nr() { return bwd_nv<kSign>() * Vec<T>::width; }
 // Direct form (kMin = false): out[i][j] (-)= sum_k |w[i][k] - panel[k][j]|:
 // subtract, clear the sign bit, add (3 vector ops a MAC).
 //
-// Min form (kMin = true): |x - w| = x + w - 2 min(x, w), so
+// Min form: |x - w| = x + w - 2 min(x, w), so
 //   -sum_k |w - x| = sum_k 2 min(w, x) - sum_k x - sum_k w,
 // and the tile only accumulates out[i][j] (+)= sum_k 2 min(w, x): one min
-// and one FMA a MAC, which run on different pipes (x86 cores have min on
-// the FP add ports and FMA on the multiply ports); the caller subtracts the
-// sums. Only for finite values (inf - inf would give NaN).
+// and one more instruction a MAC; the caller subtracts the sums. Only for
+// finite values (inf - inf would give NaN). kMinFma: an FMA of 2 min(w, x),
+// for cores that run min on other pipes than FMA (Intel's add ports;
+// the AMD machine of session 2 ran it at its FMA tile's rate). kMinAdd: an
+// add of min(w, x), doubled at the end (the same values: doubling is exact),
+// for AMD Zen 1, which runs min on its two FMA pipes and adds on two others
+// (min and FMA 1 ymm a cycle together there, min and add 2; the ResNet-50
+// forward 1.33x conv's time against 1.96-2.06x, session 19).
+enum FwdForm : int { kDirect = 0, kMinFma, kMinAdd };
+// Calls f(std::integral_constant<int, form>) with the form a tile takes.
+template <typename F>
+ADDER_INLINE void with_form(bool use_min, bool min_add, F&& f) {
+  if (!use_min)
+    f(std::integral_constant<int, kDirect>());
+  else if (min_add)
+    f(std::integral_constant<int, kMinAdd>());
+  else
+    f(std::integral_constant<int, kMinFma>());
+}
 // Where the tile's k-th row of NR patch values is: a packed panel
 // (consecutive rows NR apart) or, in the implicit stride-1 path, the padded
 // input itself (row k at base + off[k]).
@@ -202,7 +218,8 @@ struct OffsetRows {
 // Filters: rows ldw apart, or (kInterleaved) one MR-row tile stored
 // [k][MR], one contiguous stream (rows of a big K are 4 KiB-multiples apart
 // and would share L1 sets).
-template <typename T, int MR, bool kMin, typename Rows, bool kInterleaved = false>
+template <typename T, int MR, int kForm, typename Rows,
+          bool kInterleaved = false>
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
                                Rows panel, T* out, int64_t ldo, int rows,
                                int cols, bool first) {
@@ -224,14 +241,16 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
       const V wi = vsplat(wr[i][k * kStep]);
 #pragma GCC unroll 4
       for (int v = 0; v < kFwdNV; ++v) {
-        if (kMin)
+        if (kForm == kMinFma)
           acc[i][v] += (wi < x[v] ? wi : x[v]) * two;
+        else if (kForm == kMinAdd)
+          acc[i][v] += wi < x[v] ? wi : x[v];
         else
           acc[i][v] += vabs<T>(wi - x[v]);
       }
     }
   }
-  const T sign = kMin ? T(1) : T(-1);
+  const T sign = kForm == kMinAdd ? T(2) : kForm == kMinFma ? T(1) : T(-1);
   for (int i = 0; i < rows; ++i) {
     T tmp[NR];
     std::memcpy(tmp, acc[i], sizeof(tmp));
@@ -247,23 +266,23 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
 // one tile of that many rows: one-row tiles run a single chain of
 // dependent accumulations per column vector, latency-bound (4 single rows
 // cost 11% of ResNet-50's 64-filter layer, against 60% for its 12 tiles).
-template <typename T, bool kMin, typename Rows = PackedRows<T>>
+template <typename T, int kForm, typename Rows = PackedRows<T>>
 ADDER_INLINE void forward_tail_tile(int rows, int64_t kc, const T* w,
                                     int64_t K, Rows panel, T* out,
                                     int64_t ldo, bool first) {
   constexpr int NR = fwd_nr<T>();
   switch (rows) {
     case 1:
-      forward_tile<T, 1, kMin, Rows>(kc, w, K, panel, out, ldo, 1, NR, first);
+      forward_tile<T, 1, kForm, Rows>(kc, w, K, panel, out, ldo, 1, NR, first);
       break;
     case 2:
-      forward_tile<T, 2, kMin, Rows>(kc, w, K, panel, out, ldo, 2, NR, first);
+      forward_tile<T, 2, kForm, Rows>(kc, w, K, panel, out, ldo, 2, NR, first);
       break;
     case 3:
-      forward_tile<T, 3, kMin, Rows>(kc, w, K, panel, out, ldo, 3, NR, first);
+      forward_tile<T, 3, kForm, Rows>(kc, w, K, panel, out, ldo, 3, NR, first);
       break;
     default:
-      forward_tile<T, 4, kMin, Rows>(kc, w, K, panel, out, ldo, 4, NR, first);
+      forward_tile<T, 4, kForm, Rows>(kc, w, K, panel, out, ldo, 4, NR, first);
   }
 }
 
@@ -504,29 +523,23 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
   const int64_t K = s.k(), L = s.l(), P = s.n * L, cout_g = s.cout_g();
   const int64_t ldc = (p1 - p0) * NR, tiles = cout_g / MR;
   const int64_t t_full = std::min(t1, tiles * MR);
+  const bool adds = min_form_adds();
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     for (int64_t p = 0; p < p1 - p0; ++p) {
       const PackedRows<T> rows{panels + p * K * NR + k0 * NR};
-      for (int64_t t = t0; t < t_full; t += MR) {
-        T* out = yc + (t - t0) * ldc + p * NR;
-        const T* wt = wpk + (g * cout_g + t) * K + k0 * MR;
-        if (use_min[p])
-          forward_tile<T, MR, true, PackedRows<T>, true>(
-              kc, wt, 0, rows, out, ldc, MR, NR, k0 == 0);
-        else
-          forward_tile<T, MR, false, PackedRows<T>, true>(
-              kc, wt, 0, rows, out, ldc, MR, NR, k0 == 0);
-      }
-      if (t_full < t1) {
-        T* out = yc + (t_full - t0) * ldc + p * NR;
-        const T* wt = wpk + (g * cout_g + t_full) * K + k0;
-        const int rem = (int)(t1 - t_full);
-        if (use_min[p])
-          forward_tail_tile<T, true>(rem, kc, wt, K, rows, out, ldc, k0 == 0);
-        else
-          forward_tail_tile<T, false>(rem, kc, wt, K, rows, out, ldc, k0 == 0);
-      }
+      with_form(use_min[p], adds, [&](auto form) {
+        constexpr int F = decltype(form)::value;
+        for (int64_t t = t0; t < t_full; t += MR)
+          forward_tile<T, MR, F, PackedRows<T>, true>(
+              kc, wpk + (g * cout_g + t) * K + k0 * MR, 0, rows,
+              yc + (t - t0) * ldc + p * NR, ldc, MR, NR, k0 == 0);
+        if (t_full < t1)
+          forward_tail_tile<T, F>((int)(t1 - t_full), kc,
+                                  wpk + (g * cout_g + t_full) * K + k0, K,
+                                  rows, yc + (t_full - t0) * ldc + p * NR,
+                                  ldc, k0 == 0);
+      });
     }
   }
   // To y: runs of columns within one sample (and one panel, unless every
@@ -558,15 +571,15 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
 // padded pitch: 7x7 maps 1.31x their outputs, 14x14 1.14x). wv: the tile's
 // K x NF filters, row k at wv + k * NF; xr[i]: position i's patch origin
 // (row k at xr[i] + off[k]); out: MP rows of NF, (+)= sum_k 2 min(w, x)
-// (kMin) or -sum_k |w - x|.
-template <typename T, int MP, bool kMin>
+// (the min forms, as in forward_tile) or -sum_k |w - x| (kDirect).
+template <typename T, int MP, int kForm>
 ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
                                     const int64_t* off, const T* const* xr,
                                     T* out, bool first) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NV = kFvecNV, NF = NV * W;
   V acc[MP][NV] = {};
-  const V two = vsplat<T>(2);
+  const V two = vsplat<T>(2);  // forms as in forward_tile
   for (int64_t k = 0; k < kc; ++k) {
     V wk[NV];
 #pragma GCC unroll 4
@@ -577,14 +590,17 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
       const V xi = vsplat(xr[i][o]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        if (kMin)
+        if (kForm == kMinFma)
           acc[i][v] += (wk[v] < xi ? wk[v] : xi) * two;
+        else if (kForm == kMinAdd)
+          acc[i][v] += wk[v] < xi ? wk[v] : xi;
         else
           acc[i][v] += vabs<T>(wk[v] - xi);
       }
     }
   }
-  const V sign = vsplat<T>(kMin ? T(1) : T(-1));
+  const V sign =
+      vsplat<T>(kForm == kMinAdd ? T(2) : kForm == kMinFma ? T(1) : T(-1));
   for (int i = 0; i < MP; ++i)
     for (int v = 0; v < NV; ++v) {
       T* o = out + i * NF + v * W;
@@ -739,18 +755,17 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
                               int64_t K, bool use_min, T* yc) {
   constexpr int MP = kFvecMP, NF = fvec_nf<T>();
   const int64_t np = p1 - p0;
+  const bool adds = min_form_adds();
   for (int64_t k0 = 0; k0 < K; k0 += kFvecKC) {
     const int64_t kc = std::min(kFvecKC, K - k0);
     for (int64_t p = 0; p < np; p += MP) {
       const T* xr[MP];
       for (int i = 0; i < MP; ++i)
         xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
-      if (use_min)
-        forward_fvec_tile<T, MP, true>(kc, wv + k0 * NF, off + k0, xr,
-                                       yc + p * NF, k0 == 0);
-      else
-        forward_fvec_tile<T, MP, false>(kc, wv + k0 * NF, off + k0, xr,
-                                        yc + p * NF, k0 == 0);
+      with_form(use_min, adds, [&](auto form) {
+        forward_fvec_tile<T, MP, decltype(form)::value>(
+            kc, wv + k0 * NF, off + k0, xr, yc + p * NF, k0 == 0);
+      });
     }
   }
 }
@@ -1176,11 +1191,13 @@ inline void forward_implicit_chunk_impl(const T* xp, const int64_t* off,
     if ((lp0 + q) % wq < s.wout) use_min = use_min && std::isfinite(acc);
   }
   const T* wg = wpk + g * cout_g * K;
-  const auto tile_mr =
-      use_min ? &forward_tile<T, kFwdMR, true, OffsetRows<T>, true>
-              : &forward_tile<T, kFwdMR, false, OffsetRows<T>, true>;
-  const auto tail = use_min ? &forward_tail_tile<T, true, OffsetRows<T>>
-                            : &forward_tail_tile<T, false, OffsetRows<T>>;
+  auto tile_mr = &forward_tile<T, kFwdMR, kDirect, OffsetRows<T>, true>;
+  auto tail = &forward_tail_tile<T, kDirect, OffsetRows<T>>;
+  with_form(use_min, min_form_adds(), [&](auto form) {
+    constexpr int F = decltype(form)::value;
+    tile_mr = &forward_tile<T, kFwdMR, F, OffsetRows<T>, true>;
+    tail = &forward_tail_tile<T, F, OffsetRows<T>>;
+  });
   // K blocks outermost, then positions, then filters: a tile's NR x KC
   // input values stay in L1 while every filter block passes over them.
   for (int64_t k0 = 0; k0 < K; k0 += kImplicitKC) {

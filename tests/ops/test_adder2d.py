@@ -244,6 +244,57 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('path', sorted(PATH_CASES))
+def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
+    """The forward's min form accumulates 2 min(w, x) by FMAs or min(w, x)
+    by adds, doubled at the end (set_min_add_mode; auto: adds on AMD Zen 1):
+    doubling is exact, so both give the same values on every path."""
+    ext = _backend.load_extension()
+    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    kw.pop('threads', None)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
+    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
+                    generator=g, dtype=dtype)
+    out = {}
+    try:
+        for mode in ('always', 'never'):
+            ext.set_min_add_mode(mode)
+            assert ext.min_adds() == (mode == 'always')
+            out[mode] = _forward(x, w, kw)
+    finally:
+        assert ext.set_min_add_mode('auto') == 'never'
+    assert torch.equal(out['always'], out['never'])
+    err = rel_err(out['always'], _reference_forward(x, w, kw))
+    assert err < TOL[dtype], f'{path}: rel. error {err:.2e}'
+
+
+def _amd_zen1():
+    """AMD family 0x17 below model 0x30 (Zen 1, Zen+), from /proc/cpuinfo."""
+    info = {}
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if not line.strip():
+                break  # the first processor's block
+            key, _, value = line.partition(':')
+            info[key.strip()] = value.strip()
+    return (info.get('vendor_id') == 'AuthenticAMD'
+            and int(info.get('cpu family', 0)) == 0x17
+            and int(info.get('model', 0)) < 0x30)
+
+
+def test_min_add_mode_choice(compiled):
+    """auto by default (adds on AMD Zen 1 cores only); an unknown name is
+    refused by name."""
+    ext = _backend.load_extension()
+    assert ext.min_add_mode() == 'auto'
+    assert ext.min_adds() == _amd_zen1()
+    with pytest.raises(RuntimeError, match="'often' is not one of"):
+        ext.set_min_add_mode('often')
+    assert ext.min_add_mode() == 'auto'
+
+
 @pytest.fixture(params=['auto', 'always'])
 def sign_fast_mode(request, compiled):
     """The sign rule's fast tile by the thresholds, or on every layer (which
@@ -254,9 +305,9 @@ def sign_fast_mode(request, compiled):
 
 # (filters, stride): the in-place and the packed path, each with enough
 # terms (filters x taps / stride^2 >= 256) and positions (>= 512 input
-# positions a channel) for the fast tile in auto mode on AVX2 machines;
-# 8 filters (72 terms, in place) take it in auto mode only where the CPU's
-# thresholds are lowest (AVX2 on Intel), in always mode everywhere.
+# positions a channel) for the fast tile in auto mode with every ISA;
+# 8 filters (72 terms, in place) take it in auto mode with the vector ISAs
+# (from 64 terms), in always mode with the baseline too.
 @pytest.mark.parametrize('cout,stride', [(32, 1), (128, 2), (8, 1)])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
