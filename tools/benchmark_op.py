@@ -435,6 +435,9 @@ def main():
                    'BN and ReLU in training; the CPU forward skips zeros)')
     p.add_argument('--sparse-forward', choices=['auto', 'always', 'never'],
                    help="the CPU forward's zero skipping (default: auto)")
+    p.add_argument('--min-add', choices=['auto', 'always', 'never'],
+                   help="whether the CPU forward's min form accumulates by "
+                   'adds instead of FMAs (default: auto, adds on AMD Zen 1)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -455,7 +458,7 @@ def main():
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__, input=args.input)
-    for flag in ('cpu_isa', 'sparse_forward'):
+    for flag in ('cpu_isa', 'sparse_forward', 'min_add'):
         if getattr(args, flag) and (device.type != 'cpu' or
                                     info['backend'] != 'compiled'):
             raise SystemExit(f"benchmark_op: --{flag.replace('_', '-')} is "
@@ -467,8 +470,11 @@ def main():
             ext.set_cpu_isa(args.cpu_isa)  # a clear error if the CPU lacks it
         if args.sparse_forward:
             ext.set_sparse_forward_mode(args.sparse_forward)
+        if args.min_add:
+            ext.set_min_add_mode(args.min_add)
         info['cpu_isa'] = ext.cpu_isa()
         info['sparse_forward'] = ext.sparse_forward_mode()
+        info['min_adds'] = ext.min_adds()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

@@ -47,11 +47,17 @@ def test_benchmark_op_cpu_isa_is_applied_and_reported():
         assert json.loads(out.stdout)['info']['cpu_isa'] == expect
 
 
-def test_benchmark_op_input_and_sparse_forward_are_applied_and_reported():
+def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
     """--input relu feeds the layers ReLU outputs (half zeros, as reported
-    per layer); --sparse-forward sets the CPU forward's mode (reported)."""
-    for extra, zeros, mode in ((['--input', 'relu', '--sparse-forward',
-                                 'never'], 0.5, 'never'), ([], 0.0, 'auto')):
+    per layer); --sparse-forward and --min-add set the CPU forward's modes
+    (reported; min_adds by the CPU in auto mode)."""
+    from adder_det.ops._backend import load_extension
+    auto_adds = load_extension().min_adds()
+    for extra, zeros, mode, adds in (
+            (['--input', 'relu', '--sparse-forward', 'never', '--min-add',
+              'always'], 0.5, 'never', True),
+            (['--input', 'relu', '--min-add', 'never'], 0.5, 'auto', False),
+            ([], 0.0, 'auto', auto_adds)):
         out = subprocess.run(
             [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
              '--layers', 's4.conv2', '--size', '64', '--repeat', '1',
@@ -60,6 +66,7 @@ def test_benchmark_op_input_and_sparse_forward_are_applied_and_reported():
         assert out.returncode == 0, out.stderr[-3000:]
         r = json.loads(out.stdout)
         assert r['info']['sparse_forward'] == mode
+        assert r['info']['min_adds'] == adds
         assert r['info']['input'] == (extra[1] if extra else 'randn')
         for row in r['layers']:
             assert abs(row['input_zeros'] - zeros) < 0.05, row
