@@ -390,6 +390,12 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
 // too, 7x7 to 56x56; 64 -> 64 1x1 at 56x56 0.86-0.92x), 70% zeros
 // 0.49-0.86x (an earlier build), a quarter zeros 0.8-1.22x (level).
 constexpr double kSparseMinZeros = 0.4;
+// Where the dense min form accumulates by adds (min_form_adds: AMD Zen 1)
+// it runs at twice its FMA form's rate, and the sparse one pays from half
+// zeros (AVX2, 2-core EPYC, ResNet-50's layers as above, session 21): 50%
+// zeros 0.72-1.03x the dense forward, 45% 0.76-1.17x, 40% 0.81-1.14x, 30%
+// 0.91-1.22x; 64-filter 1x1 layers at 56x56 are level at best.
+constexpr double kSparseMinZerosMinAdd = 0.5;
 
 // The fraction of zeros in a sample of the input (256 runs of 16 values at
 // golden-ratio steps through it: evenly spaced runs would all start at the
@@ -423,7 +429,8 @@ template <typename T>
 bool try_sparse_forward(const Adder2dShape& s, const T* x, int64_t numel) {
   return sparse_forward_candidate(s, std::is_same_v<T, float>) &&
          (sparse_mode_index.load() == kModeAlways ||
-          sampled_zero_fraction(x, numel) >= kSparseMinZeros);
+          sampled_zero_fraction(x, numel) >=
+              (min_form_adds() ? kSparseMinZerosMinAdd : kSparseMinZeros));
 }
 
 // The sign rule's input gradient by input channels

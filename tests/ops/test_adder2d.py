@@ -565,13 +565,14 @@ def test_sparse_forward_matches_reference(cpu_isa, sparse_forward_mode,
 def test_sparse_forward_choice(cpu_isa):
     """auto: float32 layers with >= 64 filters a group with AVX-512, >= 32
     and >= 32 values a patch with AVX2, >= 64 outputs, and >= 40% zeros in
-    a sample of the input (the baseline ISA never);
+    a sample of the input (>= 50% where the dense min form adds: AMD Zen
+    1; the baseline ISA never);
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
     assert ext.sparse_forward_mode() == 'auto'
     conf = ([1, 1], [1, 1], [1, 1], 1)
-    relu = _relu_input((2, 64, 14, 14), 3, torch.float32)
+    relu = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.6)
     w = torch.randn(128, 64, 3, 3)
     avx512, avx2 = ext.cpu_isa() == 'avx512', ext.cpu_isa() == 'avx2'
     vector = avx512 or avx2
@@ -580,6 +581,15 @@ def test_sparse_forward_choice(cpu_isa):
     assert not ext.sparse_forward_tried(relu - 0.1, w, *conf)  # negatives
     few_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.2)
     assert not ext.sparse_forward_tried(few_zeros, w, *conf)
+    # 45% zeros (plus the all-zero channel and corners: ~47% sampled).
+    some_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.45)
+    try:
+        for mode, tried in [('never', vector), ('always', False)]:
+            ext.set_min_add_mode(mode)
+            assert ext.sparse_forward_tried(some_zeros, w, *conf) == tried
+            assert ext.sparse_forward_tried(relu, w, *conf) == vector
+    finally:
+        ext.set_min_add_mode('auto')
     pointwise = ([1, 1], [0, 0], [1, 1], 1)
     small = torch.randn(32, 64, 1, 1)  # 32 filters: one AVX2 tile
     assert ext.sparse_forward_tried(relu, small, *pointwise) == avx2
