@@ -178,6 +178,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "returns the previous one. For tests and benchmarks, between calls.");
   m.def("min_adds", &adder_det::min_adds,
         "Whether the CPU forward's min form accumulates by adds now.");
+  m.def("half_width_tile_mode", &adder_det::half_width_tile_mode,
+        "Whether the AVX-512 CPU forward tile computes in 256-bit vectors "
+        "(auto: on AMD Zen 4 cores), always or never; the same values "
+        "either way.");
+  m.def("set_half_width_tile_mode", &adder_det::set_half_width_tile_mode,
+        "Set the AVX-512 forward tile's width mode: auto, always or never; "
+        "returns the previous one. For tests and benchmarks, between calls.");
+  m.def("half_width_tile", &adder_det::half_width_tile,
+        "Whether the CPU forward tile computes in 256-bit vectors now "
+        "(AVX-512 kernels active and the mode on).");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "
         "thresholds (auto), wherever the input allows (always) or never.");

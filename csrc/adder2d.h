@@ -45,6 +45,15 @@ std::string min_add_mode();
 std::string set_min_add_mode(const std::string& name);
 bool min_adds();
 
+// Whether the AVX-512 CPU forward tile computes in 256-bit vectors
+// ("auto": on AMD Zen 4 cores; "always"; "never"); the same values either
+// way. set_half_width_tile_mode returns the previous mode; half_width_tile
+// says whether the forward does so now (AVX-512 active and the mode on).
+// For tests and benchmarks, between calls.
+std::string half_width_tile_mode();
+std::string set_half_width_tile_mode(const std::string& name);
+bool half_width_tile();
+
 // Whether the CPU forward skips the zeros of a non-negative input (ReLU
 // outputs) by its thresholds ("auto", the default), wherever the input is
 // non-negative and finite ("always"; tests) or never ("never").

@@ -438,6 +438,9 @@ def main():
     p.add_argument('--min-add', choices=['auto', 'always', 'never'],
                    help="whether the CPU forward's min form accumulates by "
                    'adds instead of FMAs (default: auto, adds on AMD Zen 1)')
+    p.add_argument('--half-width-tile', choices=['auto', 'always', 'never'],
+                   help="whether the AVX-512 CPU forward tile computes in "
+                   '256-bit vectors (default: auto, on AMD Zen 4)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -458,7 +461,8 @@ def main():
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__, input=args.input)
-    for flag in ('cpu_isa', 'sparse_forward', 'min_add'):
+    for flag in ('cpu_isa', 'sparse_forward', 'min_add',
+                 'half_width_tile'):
         if getattr(args, flag) and (device.type != 'cpu' or
                                     info['backend'] != 'compiled'):
             raise SystemExit(f"benchmark_op: --{flag.replace('_', '-')} is "
@@ -474,7 +478,10 @@ def main():
             ext.set_min_add_mode(args.min_add)
         info['cpu_isa'] = ext.cpu_isa()
         info['sparse_forward'] = ext.sparse_forward_mode()
+        if args.half_width_tile:
+            ext.set_half_width_tile_mode(args.half_width_tile)
         info['min_adds'] = ext.min_adds()
+        info['half_width_tile'] = ext.half_width_tile()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

@@ -60,6 +60,9 @@ struct DxPlane {
 // Whether the forward's min form accumulates min(w, x) by adds (else by
 // FMAs of 2 min(w, x); forward_tile), as set_min_add_mode says.
 bool min_form_adds();
+// Whether the AVX-512 kernels' forward tile computes in 256-bit vectors
+// (forward_tile), as set_half_width_tile_mode says.
+bool half_width_tiles();
 
 // The kernels, compiled for AVX-512, for AVX2+FMA and for the baseline ISA.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -336,6 +339,30 @@ bool min_form_adds() {
     return family == 0x17 && model < 0x30;
   }();
   return zen1;
+#else
+  return false;
+#endif
+}
+
+// The AVX-512 forward tile in 256-bit vectors: auto (on AMD Zen 4 cores,
+// family 0x19, which run 512-bit ops as two halves and broadcast to 512
+// bits on an FP pipe; forward_tile), always or never. The AVX2 and
+// baseline kernels ignore it.
+std::atomic<int> half_width_mode_index{kModeAuto};
+
+bool half_width_tiles() {
+  const int mode = half_width_mode_index.load(std::memory_order_relaxed);
+  if (mode != kModeAuto) return mode == kModeAlways;
+#ifdef ADDER_HAVE_X86_ISAS
+  // Zen 3 (also family 0x19) has no AVX-512, so never runs these kernels;
+  // Zen 5 (0x1a, full-width 512-bit units on server parts) is not timed.
+  static const bool zen4 = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d))
+      return false;
+    return ((a >> 8) & 0xf) + ((a >> 20) & 0xff) == 0x19;
+  }();
+  return zen4;
 #else
   return false;
 #endif
@@ -1820,6 +1847,19 @@ std::string set_min_add_mode(const std::string& name) {
 }
 
 bool min_adds() { return min_form_adds(); }
+
+std::string half_width_tile_mode() {
+  return kModeNames[half_width_mode_index.load()];
+}
+
+std::string set_half_width_tile_mode(const std::string& name) {
+  return exchange_mode(half_width_mode_index, name,
+                       "set_half_width_tile_mode");
+}
+
+bool half_width_tile() {
+  return active_isa() == kAvx512 && half_width_tiles();
+}
 
 std::string cpu_isa() { return kIsaNames[active_isa()]; }
 

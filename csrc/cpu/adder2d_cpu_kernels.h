@@ -217,36 +217,41 @@ struct OffsetRows {
 
 // Filters: rows ldw apart, or (kInterleaved) one MR-row tile stored
 // [k][MR], one contiguous stream (rows of a big K are 4 KiB-multiples apart
-// and would share L1 sets).
-template <typename T, int MR, int kForm, typename Rows,
-          bool kInterleaved = false>
-ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
-                               Rows panel, T* out, int64_t ldo, int rows,
-                               int cols, bool first) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::width, NR = kFwdNV * W;
-  V acc[MR][kFwdNV] = {};
+// and would share L1 sets). VB: the bytes of the vectors it computes in,
+// NR (the panel width) / (VB / sizeof(T)) of them a row.
+template <typename T, int MR, int kForm, typename Rows, bool kInterleaved,
+          int VB>
+ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
+                                  Rows panel, T* out, int64_t ldo, int rows,
+                                  int cols, bool first) {
+  typedef T V __attribute__((vector_size(VB)));
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef I M __attribute__((vector_size(VB)));
+  constexpr int W = VB / int(sizeof(T)), NR = kFwdNV * Vec<T>::width;
+  constexpr int NV = NR / W;
+  V acc[MR][NV] = {};
   const T* wr[MR];
   for (int i = 0; i < MR; ++i)
     wr[i] = kInterleaved ? w + i : w + std::min(i, rows - 1) * ldw;
   constexpr int64_t kStep = kInterleaved ? MR : 1;
-  const V two = vsplat<T>(2);
+  const V zero = {};
+  const V two = T(2) - zero;
   for (int64_t k = 0; k < kc; ++k) {
-    V x[kFwdNV];
+    V x[NV];
     const T* xk = panel(k);
 #pragma GCC unroll 4
-    for (int v = 0; v < kFwdNV; ++v) x[v] = vload(xk + v * W);
+    for (int v = 0; v < NV; ++v) std::memcpy(&x[v], xk + v * W, sizeof(V));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V wi = vsplat(wr[i][k * kStep]);
+      const V wi = wr[i][k * kStep] - zero;  // one broadcast
 #pragma GCC unroll 4
-      for (int v = 0; v < kFwdNV; ++v) {
+      for (int v = 0; v < NV; ++v) {
         if (kForm == kMinFma)
           acc[i][v] += (wi < x[v] ? wi : x[v]) * two;
         else if (kForm == kMinAdd)
           acc[i][v] += wi < x[v] ? wi : x[v];
         else
-          acc[i][v] += vabs<T>(wi - x[v]);
+          acc[i][v] += (V)((M)(wi - x[v]) & Vec<T>::abs_bits);
       }
     }
   }
@@ -260,6 +265,26 @@ ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
     else
       for (int j = 0; j < cols; ++j) o[j] += sign * tmp[j];
   }
+}
+
+// One tile in the ISA's vectors, or with AVX-512 where half_width_tiles()
+// says so (AMD Zen 4) in 256-bit ones: the same sums in the same order, so
+// the same values. Zen 4 runs a 512-bit op as two 256-bit halves, and its
+// 512-bit broadcast from memory takes FP pipe time that the 256-bit one
+// (a load) does not: a standalone 5-filter tile ran 30 G MAC/s a core with
+// 5 x 1 zmm against 49 with 5 x 2 ymm (peak 58; docs/benchmarks.md,
+// session 22).
+template <typename T, int MR, int kForm, typename Rows,
+          bool kInterleaved = false>
+ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
+                               Rows panel, T* out, int64_t ldo, int rows,
+                               int cols, bool first) {
+  if constexpr (kVecBytes == 64)
+    if (half_width_tiles())
+      return forward_tile_vb<T, MR, kForm, Rows, kInterleaved, 32>(
+          kc, w, ldw, panel, out, ldo, rows, cols, first);
+  forward_tile_vb<T, MR, kForm, Rows, kInterleaved, kVecBytes>(
+      kc, w, ldw, panel, out, ldo, rows, cols, first);
 }
 
 // The rows < MR filters past a layer's last full tile (rows K apart), as

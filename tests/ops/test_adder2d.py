@@ -270,8 +270,41 @@ def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
     assert err < TOL[dtype], f'{path}: rel. error {err:.2e}'
 
 
-def _amd_zen1():
-    """AMD family 0x17 below model 0x30 (Zen 1, Zen+), from /proc/cpuinfo."""
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('path', sorted(PATH_CASES))
+def test_half_width_tile_gives_the_same_values(cpu_isa, path, dtype):
+    """The AVX-512 forward tile in 256-bit vectors (set_half_width_tile_mode;
+    auto: on AMD Zen 4) sums the same terms in the same order as in 512-bit
+    ones, so both give the same values on every path, in both min forms;
+    other ISAs ignore the mode."""
+    ext = _backend.load_extension()
+    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    kw.pop('threads', None)
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
+    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
+                    generator=g, dtype=dtype)
+    out = {}
+    try:
+        for adds in ('never', 'always'):
+            ext.set_min_add_mode(adds)
+            for mode in ('always', 'never'):
+                ext.set_half_width_tile_mode(mode)
+                assert ext.half_width_tile() == (
+                    mode == 'always' and cpu_isa == 'avx512')
+                out[adds, mode] = _forward(x, w, kw)
+    finally:
+        assert ext.set_half_width_tile_mode('auto') == 'never'
+        ext.set_min_add_mode('auto')
+    for adds in ('never', 'always'):
+        assert torch.equal(out[adds, 'always'], out[adds, 'never'])
+    err = rel_err(out['never', 'always'], _reference_forward(x, w, kw))
+    assert err < TOL[dtype], f'{path}: rel. error {err:.2e}'
+
+
+def _amd_family():
+    """The first processor's (vendor_id, cpu family, model) from
+    /proc/cpuinfo."""
     info = {}
     with open('/proc/cpuinfo') as f:
         for line in f:
@@ -279,9 +312,27 @@ def _amd_zen1():
                 break  # the first processor's block
             key, _, value = line.partition(':')
             info[key.strip()] = value.strip()
-    return (info.get('vendor_id') == 'AuthenticAMD'
-            and int(info.get('cpu family', 0)) == 0x17
-            and int(info.get('model', 0)) < 0x30)
+    return (info.get('vendor_id'), int(info.get('cpu family', 0)),
+            int(info.get('model', 0)))
+
+
+def _amd_zen1():
+    """AMD family 0x17 below model 0x30 (Zen 1, Zen+)."""
+    vendor, family, model = _amd_family()
+    return vendor == 'AuthenticAMD' and family == 0x17 and model < 0x30
+
+
+def test_half_width_tile_mode_choice(compiled):
+    """auto by default: 256-bit tiles where the AVX-512 kernels run on an
+    AMD family 0x19 core (Zen 4); an unknown name is refused by name."""
+    ext = _backend.load_extension()
+    assert ext.half_width_tile_mode() == 'auto'
+    vendor, family, _ = _amd_family()
+    zen4 = vendor == 'AuthenticAMD' and family == 0x19
+    assert ext.half_width_tile() == (zen4 and ext.cpu_isa() == 'avx512')
+    with pytest.raises(RuntimeError, match="'wide' is not one of"):
+        ext.set_half_width_tile_mode('wide')
+    assert ext.half_width_tile_mode() == 'auto'
 
 
 def test_min_add_mode_choice(compiled):

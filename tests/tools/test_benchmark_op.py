@@ -49,15 +49,20 @@ def test_benchmark_op_cpu_isa_is_applied_and_reported():
 
 def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
     """--input relu feeds the layers ReLU outputs (half zeros, as reported
-    per layer); --sparse-forward and --min-add set the CPU forward's modes
-    (reported; min_adds by the CPU in auto mode)."""
+    per layer); --sparse-forward, --min-add and --half-width-tile set the
+    CPU forward's modes (reported; min_adds and half_width_tile by the CPU
+    in auto mode, the latter only with the AVX-512 kernels)."""
     from adder_det.ops._backend import load_extension
-    auto_adds = load_extension().min_adds()
-    for extra, zeros, mode, adds in (
+    ext = load_extension()
+    auto_adds, auto_half = ext.min_adds(), ext.half_width_tile()
+    avx512 = ext.cpu_isa() == 'avx512'
+    for extra, zeros, mode, adds, half in (
             (['--input', 'relu', '--sparse-forward', 'never', '--min-add',
-              'always'], 0.5, 'never', True),
-            (['--input', 'relu', '--min-add', 'never'], 0.5, 'auto', False),
-            ([], 0.0, 'auto', auto_adds)):
+              'always', '--half-width-tile', 'always'], 0.5, 'never', True,
+             avx512),
+            (['--input', 'relu', '--min-add', 'never', '--half-width-tile',
+              'never'], 0.5, 'auto', False, False),
+            ([], 0.0, 'auto', auto_adds, auto_half)):
         out = subprocess.run(
             [sys.executable, 'tools/benchmark_op.py', '--device', 'cpu',
              '--layers', 's4.conv2', '--size', '64', '--repeat', '1',
@@ -67,6 +72,7 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
         r = json.loads(out.stdout)
         assert r['info']['sparse_forward'] == mode
         assert r['info']['min_adds'] == adds
+        assert r['info']['half_width_tile'] == half
         assert r['info']['input'] == (extra[1] if extra else 'randn')
         for row in r['layers']:
             assert abs(row['input_zeros'] - zeros) < 0.05, row
