@@ -617,7 +617,8 @@ def test_sparse_forward_choice(cpu_isa):
     """auto: float32 layers with >= 64 filters a group with AVX-512, >= 32
     and >= 32 values a patch with AVX2, >= 64 outputs, and >= 40% zeros in
     a sample of the input (>= 50% where the dense min form adds: AMD Zen
-    1; the baseline ISA never);
+    1; >= 45% where the AVX-512 dense tile computes in 256-bit vectors: AMD
+    Zen 4; the baseline ISA never);
     always: any non-negative input; never: none. Unknown modes are refused
     by name."""
     ext = _backend.load_extension()
@@ -640,6 +641,18 @@ def test_sparse_forward_choice(cpu_isa):
             assert ext.sparse_forward_tried(some_zeros, w, *conf) == tried
             assert ext.sparse_forward_tried(relu, w, *conf) == vector
     finally:
+        ext.set_min_add_mode('auto')
+    # 41% zeros (~43% sampled): below the threshold where the AVX-512
+    # tile computes in 256-bit vectors (AMD Zen 4: 45%), above the 40%.
+    fewer_zeros = _relu_input((2, 64, 14, 14), 3, torch.float32, zeros=0.41)
+    try:
+        ext.set_min_add_mode('never')
+        for mode, tried in [('never', vector), ('always', avx2)]:
+            ext.set_half_width_tile_mode(mode)
+            assert ext.sparse_forward_tried(fewer_zeros, w, *conf) == tried
+            assert ext.sparse_forward_tried(relu, w, *conf) == vector
+    finally:
+        ext.set_half_width_tile_mode('auto')
         ext.set_min_add_mode('auto')
     pointwise = ([1, 1], [0, 0], [1, 1], 1)
     small = torch.randn(32, 64, 1, 1)  # 32 filters: one AVX2 tile
