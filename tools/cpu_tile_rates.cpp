@@ -1,0 +1,190 @@
+// Standalone rates of the CPU forward tile's inner loop, one core, no torch:
+// which register tile and vector width a core runs the min form at (acc +=
+// 2 min(w, x) by FMA: one min and one FMA a MAC) near its peak. The kernels'
+// choices per CPU (csrc/cpu: kFwdMR/kFwdNV, half_width_tiles) come from
+// numbers like these, checked on whole layers by tools/benchmark_op.py.
+//
+//   g++ -O3 -o /tmp/cpu_tile_rates tools/cpu_tile_rates.cpp && /tmp/cpu_tile_rates
+//
+// Prints G MAC/s a core (best of 15 interleaved rounds, so a slow spell of a
+// shared host hits every variant) for MR filters (broadcast) x NV vectors of
+// positions over a 256-term K block held in L1: 512-bit tiles (AVX-512), and
+// 256-bit tiles as the AVX2 build compiles them (16 registers) and as the
+// AVX-512 build does (32 registers, EVEX). Also the pair rates of min+FMA
+// and min+add (which pipes min shares) and the clock of a dependent add
+// chain, to turn rates into MACs a cycle.
+#include <immintrin.h>
+// GCC 12 warns that the intrinsics' undefined pass-through operand is
+// uninitialized (as in csrc/cpu).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+constexpr int K = 256;
+alignas(64) float panel[K * 64];
+alignas(64) float wts[16 * K];
+alignas(64) float out[16 * 64];
+
+#define ZMM_TARGET __attribute__((noinline, target("avx512f,avx512vl,fma")))
+#define YMM_TARGET __attribute__((noinline, target("avx2,fma")))
+
+template <int MR, int NV>
+ZMM_TARGET void tile_zmm(const float* w, const float* p) {
+  __m512 acc[MR][NV] = {};
+  const __m512 two = _mm512_set1_ps(2.f);
+  for (int k = 0; k < K; ++k) {
+    __m512 x[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) x[v] = _mm512_load_ps(p + (k * NV + v) * 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 wi = _mm512_set1_ps(w[k * MR + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = _mm512_fmadd_ps(_mm512_min_ps(wi, x[v]), two, acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v)
+      _mm512_store_ps(out + (i * NV + v) * 16, acc[i][v]);
+}
+
+// The 256-bit tile body, compiled under the caller's target.
+#define YMM_TILE_BODY                                                      \
+  __m256 acc[MR][NV] = {};                                                 \
+  const __m256 two = _mm256_set1_ps(2.f);                                  \
+  for (int k = 0; k < K; ++k) {                                            \
+    __m256 x[NV];                                                          \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) x[v] =            \
+        _mm256_load_ps(p + (k * NV + v) * 8);                              \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                \
+      const __m256 wi = _mm256_set1_ps(w[k * MR + i]);                     \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[i][v] =     \
+          _mm256_fmadd_ps(_mm256_min_ps(wi, x[v]), two, acc[i][v]);        \
+    }                                                                      \
+  }                                                                        \
+  for (int i = 0; i < MR; ++i)                                             \
+    for (int v = 0; v < NV; ++v)                                           \
+      _mm256_store_ps(out + (i * NV + v) * 8, acc[i][v]);
+
+template <int MR, int NV>
+YMM_TARGET void tile_ymm(const float* w, const float* p) {
+  YMM_TILE_BODY
+}
+template <int MR, int NV>
+ZMM_TARGET void tile_ymm_evex(const float* w, const float* p) {
+  YMM_TILE_BODY
+}
+
+// 8 independent pairs a round: t = min(a_i, c); acc_i (op)= t.
+#define PAIRS(MIN, OP)                                                      \
+  MIN(8, 16) OP(16, 0) MIN(9, 17) OP(17, 1) MIN(10, 18) OP(18, 2)           \
+  MIN(11, 19) OP(19, 3) MIN(12, 20) OP(20, 4) MIN(13, 21) OP(21, 5)         \
+  MIN(14, 22) OP(22, 6) MIN(15, 23) OP(23, 7)
+#define YMIN(a, t) "vminps %%ymm" #a ", %%ymm24, %%ymm" #t "\n"
+#define YFMA(t, c) "vfmadd231ps %%ymm" #t ", %%ymm25, %%ymm" #c "\n"
+#define YADD(t, c) "vaddps %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n"
+// Inputs and accumulators start at 0 (no NaN or denormal operands).
+#define ZERO(r) "vpxord %%xmm" #r ", %%xmm" #r ", %%xmm" #r "\n"
+#define ZERO_ALL                                                           \
+  ZERO(0) ZERO(1) ZERO(2) ZERO(3) ZERO(4) ZERO(5) ZERO(6) ZERO(7) ZERO(8)   \
+  ZERO(9) ZERO(10) ZERO(11) ZERO(12) ZERO(13) ZERO(14) ZERO(15) ZERO(24)   \
+  ZERO(25)
+#define CLOBBERS                                                           \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",  \
+      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",         \
+      "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",       \
+      "xmm23", "xmm24", "xmm25", "cc"
+ZMM_TARGET void pairs_min_fma(long n) {
+  asm volatile(ZERO_ALL "1:\n" PAIRS(YMIN, YFMA) "dec %0\n jnz 1b\n"
+               : "+r"(n) : : CLOBBERS);
+}
+ZMM_TARGET void pairs_min_add(long n) {
+  asm volatile(ZERO_ALL "1:\n" PAIRS(YMIN, YADD) "dec %0\n jnz 1b\n"
+               : "+r"(n) : : CLOBBERS);
+}
+void add_chain(long n) {  // 5 dependent 1-cycle integer ops a round
+  asm volatile(
+      "1:\n add $1,%%rax\n add $1,%%rax\n add $1,%%rax\n add $1,%%rax\n"
+      " sub $4,%%rax\n dec %0\n jnz 1b\n"
+      : "+r"(n) : : "rax", "cc");
+}
+
+struct Variant {
+  const char* name;
+  std::function<void()> run;
+  double work;  // MACs (or pairs, cycles) a run
+  double best = 0;
+};
+
+double seconds(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
+}  // namespace
+
+int main() {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512vl");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    std::puts("cpu_tile_rates: this CPU has no AVX2+FMA");
+    return 1;
+  }
+  for (int i = 0; i < K * 64; ++i) panel[i] = rand() / (float)RAND_MAX;
+  for (int i = 0; i < 16 * K; ++i) wts[i] = rand() / (float)RAND_MAX;
+  constexpr int kCalls = 20000;
+  constexpr long kRounds = 2000000;
+  auto tile = [](const char* name, void (*f)(const float*, const float*),
+                 int macs) {
+    return Variant{name,
+                   [f] {
+                     for (int n = 0; n < kCalls; ++n) f(wts, panel);
+                   },
+                   double(kCalls) * macs * K};
+  };
+  std::vector<Variant> vs = {
+      tile("ymm 5x2 (AVX2 build, the kernels' tile)", tile_ymm<5, 2>, 80),
+      tile("ymm 4x3 (AVX2 build)", tile_ymm<4, 3>, 96),
+      tile("ymm 6x2 (AVX2 build)", tile_ymm<6, 2>, 96),
+  };
+  if (avx512) {
+    vs.push_back(tile("zmm 5x1 (AVX-512, the kernels' tile)", tile_zmm<5, 1>,
+                      80));
+    vs.push_back(tile("zmm 8x1", tile_zmm<8, 1>, 128));
+    vs.push_back(tile("zmm 5x2", tile_zmm<5, 2>, 160));
+    vs.push_back(tile("ymm 5x2 (AVX-512 build: half_width_tiles)",
+                      tile_ymm_evex<5, 2>, 80));
+    vs.push_back(Variant{"ymm min+FMA pairs",
+                         [] { pairs_min_fma(kRounds); }, 8.0 * kRounds});
+    vs.push_back(Variant{"ymm min+add pairs",
+                         [] { pairs_min_add(kRounds); }, 8.0 * kRounds});
+  }
+  vs.push_back(Variant{"clock (dependent adds)", [] { add_chain(kRounds); },
+                       5.0 * kRounds});
+  for (int r = 0; r < 15; ++r)
+    for (Variant& v : vs) v.best = std::max(v.best, v.work / seconds(v.run));
+  const double ghz = vs.back().best / 1e9;
+  for (const Variant& v : vs) {
+    if (&v == &vs.back())
+      std::printf("%-44s %6.2f GHz\n", v.name, ghz);
+    else if (std::string_view(v.name).find("pairs") != std::string_view::npos)
+      std::printf("%-44s %6.2f G pairs/s  %.2f a cycle\n", v.name,
+                  v.best / 1e9, v.best / 1e9 / ghz);
+    else
+      std::printf("%-44s %6.1f G MAC/s   %.1f MACs a cycle\n", v.name,
+                  v.best / 1e9, v.best / 1e9 / ghz);
+  }
+}
