@@ -244,6 +244,17 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
         torch.set_num_threads(before)
 
 
+def _path_case_inputs(path, dtype, seed):
+    """A PATH_CASES case's layer arguments (no threads), input and filters."""
+    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    kw.pop('threads', None)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
+    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
+                    generator=g, dtype=dtype)
+    return kw, x, w
+
+
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('path', sorted(PATH_CASES))
 def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
@@ -251,12 +262,7 @@ def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
     by adds, doubled at the end (set_min_add_mode; auto: adds on AMD Zen 1):
     doubling is exact, so both give the same values on every path."""
     ext = _backend.load_extension()
-    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
-    kw.pop('threads', None)
-    g = torch.Generator().manual_seed(9)
-    x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
-    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
-                    generator=g, dtype=dtype)
+    kw, x, w = _path_case_inputs(path, dtype, seed=9)
     out = {}
     try:
         for mode in ('always', 'never'):
@@ -278,12 +284,7 @@ def test_half_width_tile_gives_the_same_values(cpu_isa, path, dtype):
     ones, so both give the same values on every path, in both min forms;
     other ISAs ignore the mode."""
     ext = _backend.load_extension()
-    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
-    kw.pop('threads', None)
-    g = torch.Generator().manual_seed(11)
-    x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
-    w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
-                    generator=g, dtype=dtype)
+    kw, x, w = _path_case_inputs(path, dtype, seed=11)
     out = {}
     try:
         for adds in ('never', 'always'):
