@@ -455,8 +455,8 @@ double sampled_zero_fraction(const T* x, int64_t numel) {
   return seen ? double(zeros) / seen : 0;
 }
 
-// Whether the forward tries forward_sparse (which still returns false if
-// its pass meets a negative or non-finite value).
+// The zeros from which the sparse forward pays, by how fast the dense
+// tile runs on this core.
 double sparse_min_zeros() {
   if (min_form_adds()) return kSparseMinZerosMinAdd;
   if (active_isa() == kAvx512 && half_width_tiles())
@@ -464,6 +464,8 @@ double sparse_min_zeros() {
   return kSparseMinZeros;
 }
 
+// Whether the forward tries forward_sparse (which still returns false if
+// its pass meets a negative or non-finite value).
 template <typename T>
 bool try_sparse_forward(const Adder2dShape& s, const T* x, int64_t numel) {
   return sparse_forward_candidate(s, std::is_same_v<T, float>) &&

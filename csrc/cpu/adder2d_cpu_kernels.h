@@ -272,8 +272,8 @@ ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
 // the same values. Zen 4 runs a 512-bit op as two 256-bit halves, and its
 // 512-bit broadcast from memory takes FP pipe time that the 256-bit one
 // (a load) does not: a standalone 5-filter tile ran 30 G MAC/s a core with
-// 5 x 1 zmm against 49 with 5 x 2 ymm (peak 58; docs/benchmarks.md,
-// session 22).
+// 5 x 1 zmm against 49-55 with 5 x 2 ymm (peak 58; tools/cpu_tile_rates.cpp,
+// docs/benchmarks.md, session 22).
 template <typename T, int MR, int kForm, typename Rows,
           bool kInterleaved = false>
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
