@@ -91,7 +91,7 @@ def test_benchmark_sign_rule_runs_and_names_the_isa():
     assert len(lines) == 3 and lines[-1].startswith('s4.in 1x1')
 
 
-def test_benchmark_cpu_modes_times_each_setting_and_restores_it():
+def test_benchmark_cpu_modes_times_each_setting():
     """tools/benchmark_cpu_modes.py: one line per layer with each setting's
     time and ratio to the first, then the sums; an unknown setting is
     refused by name."""
