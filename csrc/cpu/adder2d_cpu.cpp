@@ -320,6 +320,20 @@ std::string exchange_mode(std::atomic<int>& mode, const std::string& name,
   return {};
 }
 
+#ifdef ADDER_HAVE_X86_ISAS
+// An AMD CPU's family and model from CPUID leaf 1 (base plus extended
+// fields); {0, 0} on other vendors. The auto modes below pick by them.
+struct CpuFamilyModel {
+  unsigned family = 0, model = 0;
+};
+CpuFamilyModel amd_family_model() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d)) return {};
+  return {((a >> 8) & 0xf) + ((a >> 20) & 0xff),
+          ((a >> 4) & 0xf) | ((a >> 12) & 0xf0)};
+}
+#endif
+
 // The forward's min form by adds: auto (on AMD Zen 1 cores, where min and
 // FMA share two pipes and adds have two others; forward_tile), always or
 // never.
@@ -331,12 +345,8 @@ bool min_form_adds() {
 #ifdef ADDER_HAVE_X86_ISAS
   // Zen 1 and Zen+: AMD family 0x17, models below 0x30 (Zen 2 from there).
   static const bool zen1 = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d))
-      return false;
-    const unsigned family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);
-    const unsigned model = ((a >> 4) & 0xf) | ((a >> 12) & 0xf0);
-    return family == 0x17 && model < 0x30;
+    const CpuFamilyModel cpu = amd_family_model();
+    return cpu.family == 0x17 && cpu.model < 0x30;
   }();
   return zen1;
 #else
@@ -356,12 +366,7 @@ bool half_width_tiles() {
 #ifdef ADDER_HAVE_X86_ISAS
   // Zen 3 (also family 0x19) has no AVX-512, so never runs these kernels;
   // Zen 5 (0x1a, full-width 512-bit units on server parts) is not timed.
-  static const bool zen4 = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__builtin_cpu_is("amd") || !__get_cpuid(1, &a, &b, &c, &d))
-      return false;
-    return ((a >> 8) & 0xf) + ((a >> 20) & 0xff) == 0x19;
-  }();
+  static const bool zen4 = amd_family_model().family == 0x19;
   return zen4;
 #else
   return false;
