@@ -8,38 +8,40 @@
 
 constexpr int kVecBytes = ADDER_VEC_BYTES;
 
-template <typename T>
+// Vectors of T in VB bytes: the ISA's width by default; the AVX-512
+// kernels also compute some tiles in 256-bit ones (half_width_tiles).
+template <typename T, int VB = kVecBytes>
 struct Vec;
-template <>
-struct Vec<float> {
-  typedef float type __attribute__((vector_size(kVecBytes)));
-  typedef int32_t mask __attribute__((vector_size(kVecBytes)));
-  static constexpr int width = kVecBytes / 4;
+template <int VB>
+struct Vec<float, VB> {
+  typedef float type __attribute__((vector_size(VB)));
+  typedef int32_t mask __attribute__((vector_size(VB)));
+  static constexpr int width = VB / 4;
   static constexpr int32_t abs_bits = 0x7fffffff;
 };
-template <>
-struct Vec<double> {
-  typedef double type __attribute__((vector_size(kVecBytes)));
-  typedef int64_t mask __attribute__((vector_size(kVecBytes)));
-  static constexpr int width = kVecBytes / 8;
+template <int VB>
+struct Vec<double, VB> {
+  typedef double type __attribute__((vector_size(VB)));
+  typedef int64_t mask __attribute__((vector_size(VB)));
+  static constexpr int width = VB / 8;
   static constexpr int64_t abs_bits = 0x7fffffffffffffffLL;
 };
 
-template <typename T>
-ADDER_INLINE typename Vec<T>::type vload(const T* p) {
-  typename Vec<T>::type v;
+template <typename T, int VB = kVecBytes>
+ADDER_INLINE typename Vec<T, VB>::type vload(const T* p) {
+  typename Vec<T, VB>::type v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-template <typename T>
-ADDER_INLINE typename Vec<T>::type vsplat(T s) {
-  const typename Vec<T>::type zero = {};
+template <typename T, int VB = kVecBytes>
+ADDER_INLINE typename Vec<T, VB>::type vsplat(T s) {
+  const typename Vec<T, VB>::type zero = {};
   return s - zero;  // s - 0 == s exactly, so this folds to one broadcast
 }
-template <typename T>
-ADDER_INLINE typename Vec<T>::type vabs(typename Vec<T>::type v) {
-  using M = typename Vec<T>::mask;
-  return (typename Vec<T>::type)((M)v & Vec<T>::abs_bits);
+template <typename T, int VB = kVecBytes>
+ADDER_INLINE typename Vec<T, VB>::type vabs(typename Vec<T, VB>::type v) {
+  using M = typename Vec<T, VB>::mask;
+  return (typename Vec<T, VB>::type)((M)v & Vec<T, VB>::abs_bits);
 }
 
 // Lanes i < n (of the vector's width) read p[idx[i]], the rest are 0: a
@@ -224,26 +226,23 @@ template <typename T, int MR, int kForm, typename Rows, bool kInterleaved,
 ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
                                   Rows panel, T* out, int64_t ldo, int rows,
                                   int cols, bool first) {
-  typedef T V __attribute__((vector_size(VB)));
-  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-  typedef I M __attribute__((vector_size(VB)));
-  constexpr int W = VB / int(sizeof(T)), NR = kFwdNV * Vec<T>::width;
+  using V = typename Vec<T, VB>::type;
+  constexpr int W = Vec<T, VB>::width, NR = kFwdNV * Vec<T>::width;
   constexpr int NV = NR / W;
   V acc[MR][NV] = {};
   const T* wr[MR];
   for (int i = 0; i < MR; ++i)
     wr[i] = kInterleaved ? w + i : w + std::min(i, rows - 1) * ldw;
   constexpr int64_t kStep = kInterleaved ? MR : 1;
-  const V zero = {};
-  const V two = T(2) - zero;
+  const V two = vsplat<T, VB>(2);
   for (int64_t k = 0; k < kc; ++k) {
     V x[NV];
     const T* xk = panel(k);
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) std::memcpy(&x[v], xk + v * W, sizeof(V));
+    for (int v = 0; v < NV; ++v) x[v] = vload<T, VB>(xk + v * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V wi = wr[i][k * kStep] - zero;  // one broadcast
+      const V wi = vsplat<T, VB>(wr[i][k * kStep]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         if (kForm == kMinFma)
@@ -251,7 +250,7 @@ ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
         else if (kForm == kMinAdd)
           acc[i][v] += wi < x[v] ? wi : x[v];
         else
-          acc[i][v] += (V)((M)(wi - x[v]) & Vec<T>::abs_bits);
+          acc[i][v] += vabs<T, VB>(wi - x[v]);
       }
     }
   }
