@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adder_det.ops import _backend  # noqa: E402
-from tools.benchmark_op import LAYER_SETS  # noqa: E402
+from tools.benchmark_op import LAYER_SETS, scaled_size  # noqa: E402
 
 # switch name -> the extension's setter (each returns the previous value).
 SETTERS = dict(half_width_tile='set_half_width_tile_mode',
@@ -94,7 +94,7 @@ def main():
     totals = dict.fromkeys(values, 0.0)
     try:
         for name, cin, cout, k, stride, sz in layers:
-            hw = max(1, -(-sz * size // base))
+            hw = scaled_size(sz, size, base)
             x = layer_input(cin, hw, args.batch, args.zeros, gen)
             w = torch.randn(cout, cin, k, k, generator=gen)
             conf = ([stride, stride], [k // 2, k // 2], [1, 1], 1)

@@ -131,6 +131,12 @@ LAYER_SETS = dict(resnet50=(224, RESNET50_LAYERS), fcos=(224, FCOS_LAYERS),
                   small=(256, SMALL_LAYERS))
 
 
+def scaled_size(layer_size, size, base):
+    """A layer's map size at network input `size`, from its size at the
+    set's `base` input (rounded up, at least 1)."""
+    return max(1, -(-layer_size * size // base))
+
+
 def mac_ceiling(device, repeat=3):
     """MAC/s of a large float32 matrix product (BLAS / cuBLAS, TF32 off)."""
     n = 2048 if device.type == 'cuda' else 1024
@@ -450,7 +456,7 @@ def main():
     device = torch.device(args.device)
     torch.manual_seed(0)
     base, specs = LAYER_SETS[args.set]
-    layers = [(n, ci, co, k, s, max(1, -(-sz * args.size // base)))
+    layers = [(n, ci, co, k, s, scaled_size(sz, args.size, base))
               for n, ci, co, k, s, sz in specs]
     if args.layers:
         keys = args.layers.split(',')
