@@ -183,10 +183,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(auto: on AMD Zen 4 cores), always or never; the same values "
         "either way.");
   m.def("set_half_width_tile_mode", &adder_det::set_half_width_tile_mode,
-        "Set the AVX-512 forward tile's width mode: auto, always or never; "
+        "Set the AVX-512 forward tiles' width mode: auto, always or never; "
         "returns the previous one. For tests and benchmarks, between calls.");
   m.def("half_width_tile", &adder_det::half_width_tile,
-        "Whether the CPU forward tile computes in 256-bit vectors now "
+        "Whether the CPU forward tiles compute in 256-bit vectors now "
         "(AVX-512 kernels active and the mode on).");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "

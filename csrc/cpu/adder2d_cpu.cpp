@@ -60,8 +60,9 @@ struct DxPlane {
 // Whether the forward's min form accumulates min(w, x) by adds (else by
 // FMAs of 2 min(w, x); forward_tile), as set_min_add_mode says.
 bool min_form_adds();
-// Whether the AVX-512 kernels' forward tile computes in 256-bit vectors
-// (forward_tile), as set_half_width_tile_mode says.
+// Whether the AVX-512 kernels' forward tiles (forward_tile and the tile by
+// filters, forward_fvec_impl) compute in 256-bit vectors, as
+// set_half_width_tile_mode says.
 bool half_width_tiles();
 
 // The kernels, compiled for AVX-512, for AVX2+FMA and for the baseline ISA.
@@ -354,7 +355,7 @@ bool min_form_adds() {
 #endif
 }
 
-// The AVX-512 forward tile in 256-bit vectors: auto (on AMD Zen 4 cores,
+// The AVX-512 forward tiles in 256-bit vectors: auto (on AMD Zen 4 cores,
 // family 0x19, which run 512-bit ops as two halves and broadcast to 512
 // bits on an FP pipe; forward_tile), always or never. The AVX2 and
 // baseline kernels ignore it.

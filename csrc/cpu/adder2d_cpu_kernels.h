@@ -163,8 +163,11 @@ constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
 // The forward by filters (forward_fvec_tile): MP positions x NV vectors of
 // filters (AVX-512 7 x 2 zmm, AVX2 6 x 2 ymm: 14 / 12 accumulators), K in
 // blocks whose NF-filter slice (32 KiB / 16 KiB for float) stays in L1
-// across the position tiles.
+// across the position tiles. AVX-512 in 256-bit vectors (half_width_tiles):
+// the same NF filters as 4 ymm, kFvecMPHalf = 5 positions (20
+// accumulators; 4 and 6 positions ran slower, session 23).
 constexpr int kFvecNV = 2, kFvecMP = kVecBytes == 64 ? 7 : 6;
+constexpr int kFvecMPHalf = 5;
 constexpr int64_t kFvecKC = 256;
 template <typename T>
 constexpr int fvec_nf() { return kFvecNV * Vec<T>::width; }
@@ -595,23 +598,24 @@ inline void forward_panels_impl(const T* panels, const T* xsum,
 // padded pitch: 7x7 maps 1.31x their outputs, 14x14 1.14x). wv: the tile's
 // K x NF filters, row k at wv + k * NF; xr[i]: position i's patch origin
 // (row k at xr[i] + off[k]); out: MP rows of NF, (+)= sum_k 2 min(w, x)
-// (the min forms, as in forward_tile) or -sum_k |w - x| (kDirect).
-template <typename T, int MP, int kForm>
+// (the min forms, as in forward_tile) or -sum_k |w - x| (kDirect). VB:
+// the bytes of the vectors it computes in (as forward_tile_vb's).
+template <typename T, int MP, int kForm, int VB = kVecBytes>
 ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
                                     const int64_t* off, const T* const* xr,
                                     T* out, bool first) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::width, NV = kFvecNV, NF = NV * W;
+  using V = typename Vec<T, VB>::type;
+  constexpr int W = Vec<T, VB>::width, NF = fvec_nf<T>(), NV = NF / W;
   V acc[MP][NV] = {};
-  const V two = vsplat<T>(2);  // forms as in forward_tile
+  const V two = vsplat<T, VB>(2);  // forms as in forward_tile
   for (int64_t k = 0; k < kc; ++k) {
     V wk[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) wk[v] = vload(wv + k * NF + v * W);
+    for (int v = 0; v < NV; ++v) wk[v] = vload<T, VB>(wv + k * NF + v * W);
     const int64_t o = off[k];
 #pragma GCC unroll 16
     for (int i = 0; i < MP; ++i) {
-      const V xi = vsplat(xr[i][o]);
+      const V xi = vsplat<T, VB>(xr[i][o]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         if (kForm == kMinFma)
@@ -619,16 +623,18 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
         else if (kForm == kMinAdd)
           acc[i][v] += wk[v] < xi ? wk[v] : xi;
         else
-          acc[i][v] += vabs<T>(wk[v] - xi);
+          acc[i][v] += vabs<T, VB>(wk[v] - xi);
       }
     }
   }
-  const V sign =
-      vsplat<T>(kForm == kMinAdd ? T(2) : kForm == kMinFma ? T(1) : T(-1));
+  const V sign = vsplat<T, VB>(kForm == kMinAdd ? T(2)
+                               : kForm == kMinFma ? T(1)
+                                                  : T(-1));
   for (int i = 0; i < MP; ++i)
     for (int v = 0; v < NV; ++v) {
       T* o = out + i * NF + v * W;
-      const V r = first ? acc[i][v] * sign : vload(o) + acc[i][v] * sign;
+      const V r =
+          first ? acc[i][v] * sign : vload<T, VB>(o) + acc[i][v] * sign;
       std::memcpy(o, &r, sizeof(V));
     }
 }
@@ -771,8 +777,31 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
 }
 
 // Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
-// patch origin at xg + pos[q]. K blocks outermost, then position tiles.
-// yc: ceil((p1 - p0) / MP) * MP rows of NF.
+// patch origin at xg + pos[q]. K blocks outermost, then position tiles:
+// with AVX-512 in 256-bit vectors where half_width_tiles() says so (AMD
+// Zen 4: a 512-bit broadcast costs FP pipe time there, forward_tile), the
+// same sums in the same order. yc: ceil((p1 - p0) / MP) * MP rows of NF
+// (kFvecMPHalf < MP: the half-width tiles stay within them).
+// forward_fvec_tile over positions [p0, p0 + np) of a group, MP at a
+// time, one K block (kc terms at off, wv its rows).
+template <typename T, int MP, int VB>
+inline void forward_fvec_positions(const T* xg, const int64_t* pos,
+                                   int64_t p0, int64_t np,
+                                   const int64_t* off, const T* wv,
+                                   int64_t kc, bool use_min, bool adds,
+                                   bool first, T* yc) {
+  constexpr int NF = fvec_nf<T>();
+  for (int64_t p = 0; p < np; p += MP) {
+    const T* xr[MP];
+    for (int i = 0; i < MP; ++i)
+      xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
+    with_form(use_min, adds, [&](auto form) {
+      forward_fvec_tile<T, MP, decltype(form)::value, VB>(
+          kc, wv, off, xr, yc + p * NF, first);
+    });
+  }
+}
+
 template <typename T>
 inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
                               int64_t p1, const int64_t* off, const T* wv,
@@ -782,15 +811,17 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
   const bool adds = min_form_adds();
   for (int64_t k0 = 0; k0 < K; k0 += kFvecKC) {
     const int64_t kc = std::min(kFvecKC, K - k0);
-    for (int64_t p = 0; p < np; p += MP) {
-      const T* xr[MP];
-      for (int i = 0; i < MP; ++i)
-        xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
-      with_form(use_min, adds, [&](auto form) {
-        forward_fvec_tile<T, MP, decltype(form)::value>(
-            kc, wv + k0 * NF, off + k0, xr, yc + p * NF, k0 == 0);
-      });
+    if constexpr (kVecBytes == 64) {
+      if (half_width_tiles()) {
+        forward_fvec_positions<T, kFvecMPHalf, 32>(
+            xg, pos, p0, np, off + k0, wv + k0 * NF, kc, use_min, adds,
+            k0 == 0, yc);
+        continue;
+      }
     }
+    forward_fvec_positions<T, MP, kVecBytes>(xg, pos, p0, np, off + k0,
+                                             wv + k0 * NF, kc, use_min,
+                                             adds, k0 == 0, yc);
   }
 }
 

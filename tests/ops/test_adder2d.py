@@ -134,6 +134,12 @@ PATH_CASES = {
     'by filters, groups, stride (2, 1), dilated, tail tiles': dict(
         c=4, cout=260, kernel=(3, 3), stride=(2, 1), padding=(1, 2),
         dilation=(1, 2), groups=2, h=9, w=11),
+    # K = 288: two K blocks of the by-filters tile (256, then 32 added to
+    # the first's sums); 2 x 6 x 9 = 108 outputs, a short last tile of
+    # positions at either tile height (7, or 5 in 256-bit vectors).
+    'by filters, 2 K blocks': dict(
+        c=32, cout=64, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+        groups=1, h=6, w=9),
     # Fewer filter tiles than 4 tasks a thread: chunks of positions too.
     'by filters, position chunks': dict(
         c=3, cout=128, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
@@ -279,7 +285,7 @@ def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('path', sorted(PATH_CASES))
 def test_half_width_tile_gives_the_same_values(cpu_isa, path, dtype):
-    """The AVX-512 forward tile in 256-bit vectors (set_half_width_tile_mode;
+    """The AVX-512 forward tiles in 256-bit vectors (set_half_width_tile_mode;
     auto: on AMD Zen 4) sums the same terms in the same order as in 512-bit
     ones, so both give the same values on every path, in both min forms;
     other ISAs ignore the mode."""
