@@ -286,7 +286,7 @@ def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
 @pytest.mark.parametrize('path', sorted(PATH_CASES))
 def test_half_width_tile_gives_the_same_values(cpu_isa, path, dtype):
     """The AVX-512 forward tiles in 256-bit vectors (set_half_width_tile_mode;
-    auto: on AMD Zen 4) sums the same terms in the same order as in 512-bit
+    auto: on AMD Zen 4) sum the same terms in the same order as in 512-bit
     ones, so both give the same values on every path, in both min forms;
     other ISAs ignore the mode."""
     ext = _backend.load_extension()
