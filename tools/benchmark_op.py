@@ -229,13 +229,12 @@ def network_pair(impl):
                      lambda: plain_resnet50(adder))
 
 
-def bench_network(args, device):
-    """Whole AdderResNet-50 vs the conv ResNet-50: forward+backward time."""
+def network_steps(args, device):
+    """The conv ResNet-50 and the AdderResNet-50, each as one
+    forward+backward step on the same input: (impl, {name: step})."""
     impl, builders = network_pair(args.network_impl)
-    size = args.size
-    x = torch.randn(args.batch, 3, size, size, device=device)
-    out = dict(impl=impl)
-    steps = []
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    steps = {}
     for name, build in zip(('conv', 'adder'), builders):
         torch.manual_seed(0)
         net = build().to(device)
@@ -243,13 +242,31 @@ def bench_network(args, device):
 
         def fwdbwd(net=net):
             sum(f.mean() for f in net(x)).backward()
+        steps[name] = fwdbwd
+    return impl, steps
+
+
+def peak_memory(steps, device):
+    """{name}_fwdbwd_peak_mb: each step's peak extra memory the second time
+    it runs (the first allocates the gradients)."""
+    out = {}
+    for name, fwdbwd in steps.items():
         fwdbwd()
         with PeakMemory(device) as mem:
             fwdbwd()
         out[f'{name}_fwdbwd_peak_mb'] = mem.bytes / 2**20
-        steps.append(fwdbwd)
-    for name, t in zip(('conv', 'adder'),
-                       timeit_interleaved(steps, device, args.repeat)):
+    return out
+
+
+def bench_network(args, device, memory=None):
+    """Whole AdderResNet-50 vs the conv ResNet-50: forward+backward time,
+    and peak memory (measured here unless `memory` brings it from the CPU
+    memory child process)."""
+    impl, steps = network_steps(args, device)
+    out = dict(impl=impl)
+    out.update(memory or peak_memory(steps, device))
+    times = timeit_interleaved(list(steps.values()), device, args.repeat)
+    for name, t in zip(steps, times):
         out[f'{name}_fwdbwd_ms'] = t * 1e3
     out['fwdbwd_vs_conv'] = out['adder_fwdbwd_ms'] / out['conv_fwdbwd_ms']
     return out
@@ -378,11 +395,8 @@ def bench_layer(spec, args, device):
              size=size, gmac=macs / 1e9,
              input_zeros=(x == 0).float().mean().item())
     if args.memory_only:
-        for key, fn in (('conv', conv_fwdbwd), ('adder', adder_fwdbwd)):
-            fn()
-            with PeakMemory(device) as mem:
-                fn()
-            r[f'{key}_fwdbwd_peak_mb'] = mem.bytes / 2**20
+        r.update(peak_memory(dict(conv=conv_fwdbwd, adder=adder_fwdbwd),
+                             device))
         return r
     times = timeit_interleaved(
         [conv_fwd, adder_fwd, conv_fwdbwd, adder_fwdbwd], device, args.repeat)
@@ -494,16 +508,20 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     if args.memory_only:
-        print(json.dumps([bench_layer(spec, args, device)
-                          for spec in layers]))
+        print(json.dumps(dict(
+            layers=[bench_layer(spec, args, device) for spec in layers],
+            network=peak_memory(network_steps(args, device)[1],
+                                        device) if args.network else None)))
         return
-    cpu_memory = {}
+    cpu_memory, network_memory = {}, None
     if device.type == 'cpu':  # peak memory from a child process, see doc
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
         out = subprocess.run([sys.executable] + sys.argv + ['--memory-only'],
                              env=env, capture_output=True, text=True,
                              check=True)
-        cpu_memory = {r['layer']: r for r in json.loads(out.stdout)}
+        child = json.loads(out.stdout)
+        cpu_memory = {r['layer']: r for r in child['layers']}
+        network_memory = child['network']
     rows = []
     info['ceiling_gmac_per_s'] = mac_ceiling(device) / 1e9
     if not args.json:
@@ -538,7 +556,8 @@ def main():
     uf = [r['unfold_vs_adder_fwd'] for r in rows if r['unfold_vs_adder_fwd']]
     if uf:
         summary['unfold_vs_adder_fwd_min'] = min(uf)
-    network = bench_network(args, device) if args.network else None
+    network = (bench_network(args, device, network_memory)
+               if args.network else None)
     if args.json:
         print(json.dumps(dict(info=info, layers=rows, summary=summary,
                               network=network), indent=1))
