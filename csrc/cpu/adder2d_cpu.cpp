@@ -429,11 +429,16 @@ constexpr double kSparseMinZeros = 0.4;
 // zeros 0.72-1.03x the dense forward, 45% 0.76-1.17x, 40% 0.81-1.14x, 30%
 // 0.91-1.22x; 64-filter 1x1 layers at 56x56 are level at best.
 constexpr double kSparseMinZerosMinAdd = 0.5;
-// Where the AVX-512 dense tile computes in 256-bit vectors (AMD Zen 4),
-// likewise faster (2-core EPYC, session 22, alternated in one process):
-// 50% zeros 0.66-0.95x the dense forward, 45% 0.69-1.02x, 40% 0.76-1.21x
-// (1x1 layers at 28x28 and 56x56 slower), 30% 0.84-1.33x.
-constexpr double kSparseMinZerosHalfWidth = 0.45;
+// Where the AVX-512 dense tiles compute in 256-bit vectors (AMD Zen 4):
+// session 22, with the sparse tile's terms added by adds, 50% zeros
+// 0.66-0.95x the dense forward, 45% 0.69-1.02x, 40% 0.76-1.21x, 30%
+// 0.84-1.33x (2-core EPYC, alternated in one process); session 23, by
+// FMAs (sparse_accumulate) and with the dense tile by filters in 256-bit
+// vectors too: 40% 0.69-1.05x (summed 0.72-0.82x over 3 runs), 35%
+// 0.70-1.04x (0.79-0.84x), 30% 0.75-1.07x (0.83-0.87x), 25% 0.76-1.10x
+// (0.91x), 20% 0.87-1.14x (0.98x), 10% 0.87-1.11x (0.98x), 2% 0.92-1.21x
+// (1.06x).
+constexpr double kSparseMinZerosHalfWidth = 0.3;
 
 // The fraction of zeros in a sample of the input (256 runs of 16 values at
 // golden-ratio steps through it: evenly spaced runs would all start at the
