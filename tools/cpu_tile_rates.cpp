@@ -167,6 +167,11 @@ int main() {
     vs.push_back(tile("zmm 5x2", tile_zmm<5, 2>, 160));
     vs.push_back(tile("ymm 5x2 (AVX-512 build: half_width_tiles)",
                       tile_ymm_evex<5, 2>, 80));
+    // The forward by filters: positions broadcast, filters in the vectors.
+    vs.push_back(tile("zmm 7x2 (AVX-512, the tile by filters)",
+                      tile_zmm<7, 2>, 224));
+    vs.push_back(tile("ymm 5x4 (AVX-512 build: by filters)",
+                      tile_ymm_evex<5, 4>, 160));
     vs.push_back(Variant{"ymm min+FMA pairs",
                          [] { pairs_min_fma(kRounds); }, 8.0 * kRounds});
     vs.push_back(Variant{"ymm min+add pairs",
