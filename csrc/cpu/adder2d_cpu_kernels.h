@@ -776,12 +776,6 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
     wsum[i] = (T)total[i / W][i % W / (W / 2)][i % (W / 2)];
 }
 
-// Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
-// patch origin at xg + pos[q]. K blocks outermost, then position tiles:
-// with AVX-512 in 256-bit vectors where half_width_tiles() says so (AMD
-// Zen 4: a 512-bit broadcast costs FP pipe time there, forward_tile), the
-// same sums in the same order. yc: ceil((p1 - p0) / MP) * MP rows of NF
-// (kFvecMPHalf < MP: the half-width tiles stay within them).
 // forward_fvec_tile over positions [p0, p0 + np) of a group, MP at a
 // time, one K block (kc terms at off, wv its rows).
 template <typename T, int MP, int VB>
@@ -802,6 +796,12 @@ inline void forward_fvec_positions(const T* xg, const int64_t* pos,
   }
 }
 
+// Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
+// patch origin at xg + pos[q]. K blocks outermost, then position tiles:
+// with AVX-512 in 256-bit vectors where half_width_tiles() says so (AMD
+// Zen 4: a 512-bit broadcast costs FP pipe time there, forward_tile), the
+// same sums in the same order. yc: ceil((p1 - p0) / MP) * MP rows of NF
+// (kFvecMPHalf < MP: the half-width tiles stay within them).
 template <typename T>
 inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
                               int64_t p1, const int64_t* off, const T* wv,
@@ -1093,8 +1093,8 @@ ADDER_INLINE void list_nonzero_block(const T* base, const int32_t* off,
 // between them. kFma: the adds as FMAs by an opaque 1 (the same values:
 // min * 1 is exact), off the pipes that run min on AMD Zen 4 (its FADD
 // pipes, with the adds: min+add 1 pair a cycle, min+FMA 1.8; ResNet-50's
-// layers at 60% zeros 0.84-0.93x the time by adds, session 23); not where
-// the min form adds (AMD Zen 1 runs min on its FMA pipes).
+// layers at 60% zeros summed 0.84-0.93x the time by adds, session 23);
+// not where the min form adds (AMD Zen 1 runs min on its FMA pipes).
 template <typename T, bool kFma>
 inline void sparse_accumulate_form(const T* vals, const int32_t* rows,
                                    const int64_t* count, int64_t np,
