@@ -28,10 +28,13 @@ min(3, --repeat) rounds of one unfold call followed by --repeat adder
 forwards, the median of the rounds' ratios.
 
 Memory: on CUDA the peak of torch.cuda.max_memory_allocated above the
-inputs; on CPU the peak growth of the process RSS, sampled every ~0.2 ms,
-measured in a child process in which glibc maps every block over 64 KiB
-(MALLOC_MMAP_THRESHOLD_) so that freed memory leaves the RSS (timings are
-taken in the parent, with the allocator as users have it).
+inputs; on CPU the peak growth of the process RSS (its high-water mark,
+reset before each measured call through /proc/self/clear_refs; where that
+is refused, the RSS sampled every ~0.2 ms: `cpu_peak_memory` in the
+report says which), measured in a child process in which glibc maps every
+block over 64 KiB (MALLOC_MMAP_THRESHOLD_) so that freed memory leaves the
+RSS (timings are taken in the parent, with the allocator as users have
+it).
 """
 import argparse
 import json
@@ -284,8 +287,22 @@ def official_unfold_adder(x, w, stride, padding):
     return out.view(cout, hout, wout, n).permute(3, 0, 1, 2)
 
 
+def reset_rss_peak():
+    """Resets this process's RSS high-water mark (VmHWM) to its RSS; False
+    where the kernel refuses (/proc/self/clear_refs: Linux 4.0 on)."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
 class PeakMemory:
-    """Peak extra memory of a block: CUDA allocator or sampled RSS."""
+    """Peak extra memory of a block: the CUDA allocator's peak; on CPU the
+    RSS high-water mark over the block (exact however short the block is),
+    or, where it cannot be reset, the RSS sampled every ~0.2 ms (which
+    misses blocks shorter than that: small layers had read 0.0 MB)."""
 
     def __init__(self, device):
         self.device = device
@@ -295,8 +312,12 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
+        elif reset_rss_peak():
+            self.method = 'VmHWM'
+            self.base = self._status('VmRSS')
         else:
-            self.base = self.peak = self._rss()
+            self.method = 'sampled RSS'
+            self.base = self.peak = self._status('VmRSS')
             self.stop = False
             self.thread = threading.Thread(target=self._sample, daemon=True)
             self.thread.start()
@@ -306,19 +327,25 @@ class PeakMemory:
         if self.device.type == 'cuda':
             torch.cuda.synchronize()
             self.bytes = torch.cuda.max_memory_allocated() - self.base
+        elif self.method == 'VmHWM':
+            self.bytes = self._status('VmHWM') - self.base
         else:
             self.stop = True
             self.thread.join()
             self.bytes = self.peak - self.base
 
     @staticmethod
-    def _rss():
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    def _status(key):
+        """A /proc/self/status size (kB there), in bytes."""
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f'benchmark_op: no {key} in /proc/self/status')
 
     def _sample(self):
         while not self.stop:
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, self._status('VmRSS'))
             time.sleep(0.0002)
 
 
@@ -510,8 +537,9 @@ def main():
     if args.memory_only:
         print(json.dumps(dict(
             layers=[bench_layer(spec, args, device) for spec in layers],
-            network=peak_memory(network_steps(args, device)[1],
-                                        device) if args.network else None)))
+            network=peak_memory(network_steps(args, device)[1], device)
+            if args.network else None,
+            method='VmHWM' if reset_rss_peak() else 'sampled RSS')))
         return
     cpu_memory, network_memory = {}, None
     if device.type == 'cpu':  # peak memory from a child process, see doc
@@ -522,6 +550,7 @@ def main():
         child = json.loads(out.stdout)
         cpu_memory = {r['layer']: r for r in child['layers']}
         network_memory = child['network']
+        info['cpu_peak_memory'] = child['method']
     rows = []
     info['ceiling_gmac_per_s'] = mac_ceiling(device) / 1e9
     if not args.json:

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
-from . import ROOT
+import pytest
+
+from . import ROOT, load_tool
+
+bench = load_tool('benchmark_op')
 
 
 def test_benchmark_op_json_tiny():
@@ -16,6 +20,10 @@ def test_benchmark_op_json_tiny():
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout)
     assert r['info']['ceiling_gmac_per_s'] > 0
+    # The CPU peaks are the RSS high-water mark where Linux lets it be
+    # reset (exact), else sampled.
+    assert r['info']['cpu_peak_memory'] == (
+        'VmHWM' if bench.reset_rss_peak() else 'sampled RSS')
     assert [row['layer'] for row in r['layers']] == ['s4.conv2 3x3/2',
                                                      'head P6 3x3']
     for row in r['layers']:
@@ -165,3 +173,15 @@ def test_plain_network_is_mmdets_resnet50():
     assert r.returncode == 0, r.stderr[-3000:]
     net = json.loads(r.stdout)['network']
     assert net['impl'] == 'plain' and net['fwdbwd_vs_conv'] > 0
+
+
+def test_cpu_peak_memory_sees_a_short_allocation():
+    """The CPU peak (high-water mark, or sampled where it cannot be reset)
+    sees a 64 MB block freed at once: sampling every 0.2 ms could miss it,
+    the high-water mark cannot."""
+    import torch
+    if not bench.reset_rss_peak():
+        pytest.skip('this kernel refuses to reset the RSS high-water mark')
+    with bench.PeakMemory(torch.device('cpu')) as mem:
+        torch.ones(16 << 20).sum()  # 64 MB, written, freed at once
+    assert 60 << 20 <= mem.bytes < 80 << 20, mem.bytes
