@@ -172,6 +172,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("min_add_mode", &adder_det::min_add_mode,
         "Whether the CPU forward's min form accumulates min(w, x) by adds "
         "(auto: on AMD Zen 1 cores), always or never (FMAs of 2 min(w, x)); "
+        "the sparse forward's min terms likewise (else FMAs of min * 1); "
         "the same values either way.");
   m.def("set_min_add_mode", &adder_det::set_min_add_mode,
         "Set the min form's accumulation mode: auto, always or never; "
@@ -179,7 +180,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("min_adds", &adder_det::min_adds,
         "Whether the CPU forward's min form accumulates by adds now.");
   m.def("half_width_tile_mode", &adder_det::half_width_tile_mode,
-        "Whether the AVX-512 CPU forward tile computes in 256-bit vectors "
+        "Whether the AVX-512 CPU forward tiles compute in 256-bit vectors "
         "(auto: on AMD Zen 4 cores), always or never; the same values "
         "either way.");
   m.def("set_half_width_tile_mode", &adder_det::set_half_width_tile_mode,

@@ -483,8 +483,9 @@ def main():
     p.add_argument('--sparse-forward', choices=['auto', 'always', 'never'],
                    help="the CPU forward's zero skipping (default: auto)")
     p.add_argument('--min-add', choices=['auto', 'always', 'never'],
-                   help="whether the CPU forward's min form accumulates by "
-                   'adds instead of FMAs (default: auto, adds on AMD Zen 1)')
+                   help="whether the CPU forward's min form (and the sparse "
+                   "forward's min terms) accumulate by adds instead of FMAs "
+                   '(default: auto, adds on AMD Zen 1)')
     p.add_argument('--half-width-tile', choices=['auto', 'always', 'never'],
                    help="whether the AVX-512 CPU forward tile computes in "
                    '256-bit vectors (default: auto, on AMD Zen 4)')

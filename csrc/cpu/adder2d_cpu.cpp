@@ -58,7 +58,8 @@ struct DxPlane {
 };
 
 // Whether the forward's min form accumulates min(w, x) by adds (else by
-// FMAs of 2 min(w, x); forward_tile), as set_min_add_mode says.
+// FMAs of 2 min(w, x); forward_tile), and the sparse forward its min terms
+// (else by FMAs of min * 1; sparse_accumulate), as set_min_add_mode says.
 bool min_form_adds();
 // Whether the AVX-512 kernels' forward tiles (forward_tile and the tile by
 // filters, forward_fvec_impl) compute in 256-bit vectors, as
@@ -335,9 +336,9 @@ CpuFamilyModel amd_family_model() {
 }
 #endif
 
-// The forward's min form by adds: auto (on AMD Zen 1 cores, where min and
-// FMA share two pipes and adds have two others; forward_tile), always or
-// never.
+// The forward's min form by adds (and the sparse forward's min terms):
+// auto (on AMD Zen 1 cores, where min and FMA share two pipes and adds have
+// two others; forward_tile), always or never.
 std::atomic<int> min_add_mode_index{kModeAuto};
 
 bool min_form_adds() {
