@@ -168,6 +168,8 @@ constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
 // accumulators; 4 and 6 positions ran slower, session 23).
 constexpr int kFvecNV = 2, kFvecMP = kVecBytes == 64 ? 7 : 6;
 constexpr int kFvecMPHalf = 5;
+// forward_by_filters sizes its scratch rows by kFvecMP tiles.
+static_assert(kFvecMPHalf <= kFvecMP, "half-width tiles outgrow the rows");
 constexpr int64_t kFvecKC = 256;
 template <typename T>
 constexpr int fvec_nf() { return kFvecNV * Vec<T>::width; }
@@ -202,6 +204,15 @@ ADDER_INLINE void with_form(bool use_min, bool min_add, F&& f) {
     f(std::integral_constant<int, kMinAdd>());
   else
     f(std::integral_constant<int, kMinFma>());
+}
+// Calls f(std::integral_constant<int, bytes>) with the vector bytes a
+// forward tile computes in: the ISA's, or 32 with AVX-512 where
+// half_width_tiles() says so (AMD Zen 4: forward_tile).
+template <typename F>
+ADDER_INLINE void with_tile_bytes(F&& f) {
+  if constexpr (kVecBytes == 64)
+    if (half_width_tiles()) return f(std::integral_constant<int, 32>());
+  f(std::integral_constant<int, kVecBytes>());
 }
 // Where the tile's k-th row of NR patch values is: a packed panel
 // (consecutive rows NR apart) or, in the implicit stride-1 path, the padded
@@ -281,12 +292,10 @@ template <typename T, int MR, int kForm, typename Rows,
 ADDER_INLINE void forward_tile(int64_t kc, const T* w, int64_t ldw,
                                Rows panel, T* out, int64_t ldo, int rows,
                                int cols, bool first) {
-  if constexpr (kVecBytes == 64)
-    if (half_width_tiles())
-      return forward_tile_vb<T, MR, kForm, Rows, kInterleaved, 32>(
-          kc, w, ldw, panel, out, ldo, rows, cols, first);
-  forward_tile_vb<T, MR, kForm, Rows, kInterleaved, kVecBytes>(
-      kc, w, ldw, panel, out, ldo, rows, cols, first);
+  with_tile_bytes([&](auto vb) {
+    forward_tile_vb<T, MR, kForm, Rows, kInterleaved, decltype(vb)::value>(
+        kc, w, ldw, panel, out, ldo, rows, cols, first);
+  });
 }
 
 // The rows < MR filters past a layer's last full tile (rows K apart), as
@@ -806,22 +815,18 @@ template <typename T>
 inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
                               int64_t p1, const int64_t* off, const T* wv,
                               int64_t K, bool use_min, T* yc) {
-  constexpr int MP = kFvecMP, NF = fvec_nf<T>();
+  constexpr int NF = fvec_nf<T>();
   const int64_t np = p1 - p0;
   const bool adds = min_form_adds();
   for (int64_t k0 = 0; k0 < K; k0 += kFvecKC) {
     const int64_t kc = std::min(kFvecKC, K - k0);
-    if constexpr (kVecBytes == 64) {
-      if (half_width_tiles()) {
-        forward_fvec_positions<T, kFvecMPHalf, 32>(
-            xg, pos, p0, np, off + k0, wv + k0 * NF, kc, use_min, adds,
-            k0 == 0, yc);
-        continue;
-      }
-    }
-    forward_fvec_positions<T, MP, kVecBytes>(xg, pos, p0, np, off + k0,
-                                             wv + k0 * NF, kc, use_min,
-                                             adds, k0 == 0, yc);
+    with_tile_bytes([&](auto vb) {
+      constexpr int VB = decltype(vb)::value;
+      constexpr int MP = VB == kVecBytes ? kFvecMP : kFvecMPHalf;
+      forward_fvec_positions<T, MP, VB>(xg, pos, p0, np, off + k0,
+                                        wv + k0 * NF, kc, use_min, adds,
+                                        k0 == 0, yc);
+    });
   }
 }
 
