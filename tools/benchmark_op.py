@@ -487,7 +487,7 @@ def main():
                    "forward's min terms) accumulate by adds instead of FMAs "
                    '(default: auto, adds on AMD Zen 1)')
     p.add_argument('--half-width-tile', choices=['auto', 'always', 'never'],
-                   help="whether the AVX-512 CPU forward tile computes in "
+                   help="whether the AVX-512 CPU forward tiles compute in "
                    '256-bit vectors (default: auto, on AMD Zen 4)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',

@@ -471,8 +471,7 @@ double sampled_zero_fraction(const T* x, int64_t numel) {
 // tile runs on this core.
 double sparse_min_zeros() {
   if (min_form_adds()) return kSparseMinZerosMinAdd;
-  if (active_isa() == kAvx512 && half_width_tiles())
-    return kSparseMinZerosHalfWidth;
+  if (half_width_tile()) return kSparseMinZerosHalfWidth;
   return kSparseMinZeros;
 }
 
