@@ -19,15 +19,14 @@ that a given fraction is zero (`--zeros 0.45`).
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adder_det.ops import _backend  # noqa: E402
-from tools.benchmark_op import LAYER_SETS, scaled_size  # noqa: E402
+from tools.benchmark_op import (LAYER_SETS, scaled_size,  # noqa: E402
+                                 timeit_interleaved)
 
 # switch name -> the extension's setter (each returns the previous value).
 SETTERS = dict(half_width_tile='set_half_width_tile_mode',
@@ -108,14 +107,14 @@ def main():
                 def call():
                     torch.ops.adder_det.adder2d_backward_input(
                         g, x, w, *conf, True)
-            times = {v: [] for v in values}
-            for _ in range(args.rounds + 1):  # the first round warms up
-                for v in values:
+            def under(v, call=call):  # the setter (~1 us) is timed too
+                def run():
                     setter(v)
-                    t0 = time.perf_counter()
                     call()
-                    times[v].append(time.perf_counter() - t0)
-            med = {v: statistics.median(t[1:]) * 1e3 for v, t in times.items()}
+                return run
+            med = dict(zip(values, (t * 1e3 for t in timeit_interleaved(
+                [under(v) for v in values], torch.device('cpu'),
+                args.rounds))))
             for v in values:
                 totals[v] += med[v]
             print(f'{name:18s} ' + '  '.join(
