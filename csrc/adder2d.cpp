@@ -171,7 +171,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the previous one. For benchmarks, between calls.");
   m.def("min_add_mode", &adder_det::min_add_mode,
         "Whether the CPU forward's min form accumulates min(w, x) by adds "
-        "(auto: on AMD Zen 1 cores), always or never (FMAs of 2 min(w, x)); "
+        "(auto: on AMD Zen 1 cores and in the baseline build), always or "
+        "never (FMAs of 2 min(w, x)); "
         "the sparse forward's min terms likewise (else FMAs of min * 1); "
         "the same values either way.");
   m.def("set_min_add_mode", &adder_det::set_min_add_mode,

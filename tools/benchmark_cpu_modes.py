@@ -4,8 +4,9 @@ process.
 
 The compiled CPU kernels pick some paths by the CPU and by thresholds
 (csrc/cpu/adder2d_cpu.cpp): the instruction set, the sparse forward of a
-ReLU output, the min form by adds (AMD Zen 1; the sparse forward's min terms
-too), the AVX-512 tiles in 256-bit vectors (AMD Zen 4). Each has a setter that forces it, so a new host can be
+ReLU output, the min form by adds (AMD Zen 1 and the baseline build; the
+sparse forward's min terms too), the AVX-512 tiles in 256-bit vectors (AMD
+Zen 4). Each has a setter that forces it, so a new host can be
 asked which setting pays, layer by layer: this times the forward (or the
 sign rule's input gradient) of a tools/benchmark_op.py layer set under each
 setting in turn, round after round (so a slow spell of a shared host hits

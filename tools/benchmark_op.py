@@ -485,7 +485,8 @@ def main():
     p.add_argument('--min-add', choices=['auto', 'always', 'never'],
                    help="whether the CPU forward's min form (and the sparse "
                    "forward's min terms) accumulate by adds instead of FMAs "
-                   '(default: auto, adds on AMD Zen 1)')
+                   '(default: auto, adds on AMD Zen 1 and in the baseline '
+                   'build)')
     p.add_argument('--half-width-tile', choices=['auto', 'always', 'never'],
                    help="whether the AVX-512 CPU forward tiles compute in "
                    '256-bit vectors (default: auto, on AMD Zen 4)')

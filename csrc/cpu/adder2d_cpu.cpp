@@ -86,9 +86,9 @@ namespace avx2 {
 #pragma GCC pop_options
 #undef ADDER_ISA_X86
 #define ADDER_HAVE_X86_ISAS 1
-#else
-#define ADDER_VEC_BYTES 32
 #endif
+#undef ADDER_VEC_BYTES
+#define ADDER_VEC_BYTES 16
 #define ADDER_ISA_X86 0
 namespace generic {
 #include "adder2d_cpu_kernels.h"
@@ -162,6 +162,9 @@ static_assert(avx512::fwd_nr<float>() == generic::fwd_nr<float>() &&
                   avx512::kFwdMR == generic::kFwdMR &&
                   avx2::kFwdMR == generic::kFwdMR,
               "the forward's panel width and filter tile differ by ISA");
+static_assert(avx512::kSparseNV == generic::kSparseNV &&
+                  avx2::kSparseNV == generic::kSparseNV,
+              "forward_sparse packs with generic::kSparseNV for every ISA");
 #endif
 
 // One axis of the input gradient's stride phases: phase a holds the input
@@ -338,12 +341,15 @@ CpuFamilyModel amd_family_model() {
 
 // The forward's min form by adds (and the sparse forward's min terms):
 // auto (on AMD Zen 1 cores, where min and FMA share two pipes and adds have
-// two others; forward_tile), always or never.
+// two others; forward_tile; and in the baseline build, which x86-64 runs
+// without FMA: a multiply and an add, 0.70-0.72x the time by adds on
+// ResNet-50 layers, docs/benchmarks.md "session 24"), always or never.
 std::atomic<int> min_add_mode_index{kModeAuto};
 
 bool min_form_adds() {
   const int mode = min_add_mode_index.load();
   if (mode != kModeAuto) return mode == kModeAlways;
+  if (active_isa() == kGeneric) return true;
 #ifdef ADDER_HAVE_X86_ISAS
   // Zen 1 and Zen+: AMD family 0x17, models below 0x30 (Zen 2 from there).
   static const bool zen1 = [] {

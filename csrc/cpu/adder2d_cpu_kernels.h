@@ -137,12 +137,17 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
 #endif
 }
 
+// The baseline build computes in the baseline ISA's 16-byte vectors (SSE2,
+// NEON), two for each of AVX2's 32-byte ones, so its tiles cover the same
+// lanes: GCC lowers a compare or select on vectors wider than the target's
+// to scalar code (32-byte vectors on SSE2 had run 8 minss a min).
+constexpr int kVecScale = kVecBytes == 16 ? 2 : 1;
 // Tile sizes: MR rows (filters / input rows) x NV vectors of columns. The
 // forward's NR = NV * width is 16 floats on every ISA (the driver packs
 // panels of that width): 5 x 2 ymm (10 accumulators + 6 live registers of
 // 16) or 5 x 1 zmm (AVX-512; 5 x 1 ran at 42 G terms/s a core against 34-36
 // for 5-9 x 2 zmm in a standalone loop, docs/benchmarks.md).
-constexpr int kFwdMR = 5, kFwdNV = kVecBytes == 64 ? 1 : 2;
+constexpr int kFwdMR = 5, kFwdNV = (kVecBytes == 64 ? 1 : 2) * kVecScale;
 // The exact input-gradient tile: 4 rows (AVX2: no spills) or 12 (AVX-512,
 // 32 registers: 24-30 against 20-27 G terms/s a core with 4-8 rows). The
 // row loops are unrolled fully (`unroll 16`): a partly unrolled loop keeps
@@ -152,7 +157,9 @@ constexpr int kBwdMR = kVecBytes == 64 ? 12 : 4;
 // needs more temporaries per pair and runs faster with 4 (no spills). One
 // zmm of columns for both on AVX-512.
 template <bool kSign>
-constexpr int bwd_nv() { return kSign || kVecBytes == 64 ? 1 : 2; }
+constexpr int bwd_nv() {
+  return kSign || kVecBytes == 64 ? 1 : 2 * kVecScale;
+}
 constexpr int64_t kKC = 256;  // K block of the forward (panel in L1/L2)
 // K block of the implicit forward: its NR x KC input values are KC
 // unaligned rows (2 cache lines each), to stay in L1 across the filters.
@@ -166,7 +173,7 @@ constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
 // across the position tiles. AVX-512 in 256-bit vectors (half_width_tiles):
 // the same NF filters as 4 ymm, kFvecMPHalf = 5 positions (20
 // accumulators; 4 and 6 positions ran slower, session 23).
-constexpr int kFvecNV = 2, kFvecMP = kVecBytes == 64 ? 7 : 6;
+constexpr int kFvecNV = 2 * kVecScale, kFvecMP = kVecBytes == 64 ? 7 : 6;
 constexpr int kFvecMPHalf = 5;
 // forward_by_filters sizes its scratch rows by kFvecMP tiles.
 static_assert(kFvecMPHalf <= kFvecMP, "half-width tiles outgrow the rows");
@@ -840,7 +847,9 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
 // listed once (list_nonzero) and run against every filter tile: vectors
 // hold NF filters (kSparseNV vectors), the listed input value broadcast.
 // KC rows of a tile's filters (16 KiB float on AVX-512) and the positions'
-// lists stay in L1.
+// lists stay in L1. kSparseNV is the same in every build (the driver
+// instantiates the packing with generic's), so the baseline build's tile
+// is half AVX2's (it runs only when forced, for tests).
 constexpr int kSparseNV = 4;
 constexpr int64_t kSparseKC = 64;
 template <typename T>
@@ -1460,7 +1469,7 @@ ADDER_INLINE void backward_input_sign_fast_rows(int64_t R, const T* wt,
 // NC input values, MP rows; out: MP rows of NC, (+)= sum_r g [w > x].
 // AVX-512: 6 x 2 zmm (12 accumulators, 12 inputs, 2 filter vectors, the
 // broadcast); AVX2 3 x 2 ymm.
-constexpr int kCvecNV = 2, kCvecMP = kVecBytes == 64 ? 6 : 3;
+constexpr int kCvecNV = 2 * kVecScale, kCvecMP = kVecBytes == 64 ? 6 : 3;
 constexpr int64_t kCvecRC = 256;  // terms a block: NC x 256 filter values
 template <typename T>
 constexpr int cvec_nc() { return kCvecNV * Vec<T>::width; }
