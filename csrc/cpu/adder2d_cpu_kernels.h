@@ -445,16 +445,31 @@ inline void pack_patches(const T* x, const T* shift, const Adder2dShape& s,
                          int64_t n, int64_t g, int64_t l0, int64_t m,
                          T* panels, int64_t q_start) {
   constexpr int NR = fwd_nr<T>();
-  const int64_t K = s.k(), q_end = q_start + m;
+  const int64_t K = s.k(), taps = s.taps(), q_end = q_start + m;
   const T* xg = x + (n * s.c + g * s.cin_g()) * s.h * s.w;
   const int64_t oh0 = l0 / s.wout, ow0 = l0 % s.wout;
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t c = k / s.taps(), tap = k % s.taps();
+  // A pointwise layer's patch row is the channel's plane itself: the
+  // positions are one run (per-row runs left scalar tails at every row
+  // end: 28-wide rows are 16 + 12 values).
+  const bool pointwise = s.kh == 1 && s.kw == 1 && s.sh == 1 &&
+                         s.sw == 1 && s.ph == 0 && s.pw == 0;
+  // Per tap: its input offsets and the output columns ow whose input
+  // column ow * sw + dj is inside [0, W), worked out once, not per patch
+  // row k (their divisions were most of the packing of small maps).
+  struct Tap {
+    int64_t di, dj, ow_lo, ow_hi;
+  };
+  std::vector<Tap> tp(taps);
+  for (int64_t tap = 0; tap < taps; ++tap) {
     const int64_t di = (tap / s.kw) * s.dh - s.ph;
     const int64_t dj = (tap % s.kw) * s.dw - s.pw;
-    // Output columns ow whose input column ow * sw + dj is inside [0, W).
-    const int64_t ow_lo = std::min(s.wout, dj >= 0 ? 0 : (-dj + s.sw - 1) / s.sw);
-    const int64_t ow_hi = std::max(ow_lo, std::min(s.wout, s.w - dj > 0 ? (s.w - dj - 1) / s.sw + 1 : 0));
+    const int64_t lo = std::min(s.wout, dj >= 0 ? 0 : (-dj + s.sw - 1) / s.sw);
+    const int64_t hi = std::max(lo, std::min(s.wout, s.w - dj > 0 ? (s.w - dj - 1) / s.sw + 1 : 0));
+    tp[tap] = {di, dj, lo, hi};
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t c = k / taps;
+    const Tap& t = tp[k - c * taps];
     const T* plane = xg + c * s.h * s.w;
     const T ck = shift ? shift[g * K + k] : T(0);
     T* const base = panels + k * NR;
@@ -476,24 +491,21 @@ inline void pack_patches(const T* x, const T* shift, const Adder2dShape& s,
         r_all -= r;
       }
     };
-    // A pointwise layer's patch row is the channel's plane itself: the
-    // positions are one run (per-row runs left scalar tails at every row
-    // end: 28-wide rows are 16 + 12 values).
-    if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 &&
-        s.pw == 0) {
+    if (pointwise) {
       put(m, plane + l0, T(0));
       continue;
     }
     for (int64_t oh = oh0; q < q_end; ++oh) {
       const int64_t first = oh == oh0 ? ow0 : 0;
       const int64_t last = std::min(s.wout, first + (q_end - q));  // exclusive
-      const int64_t hi = oh * s.sh + di;
+      const int64_t hi = oh * s.sh + t.di;
       if (hi < 0 || hi >= s.h) {
         put(last - first, nullptr, -ck);
         continue;
       }
-      const T* row = plane + hi * s.w + dj;
-      const int64_t a = std::max(first, ow_lo), b = std::max(a, std::min(last, ow_hi));
+      const T* row = plane + hi * s.w + t.dj;
+      const int64_t a = std::max(first, t.ow_lo);
+      const int64_t b = std::max(a, std::min(last, t.ow_hi));
       put(a - first, nullptr, -ck);
       put(b - a, row + a * s.sw, T(0));
       put(last - b, nullptr, -ck);
