@@ -398,6 +398,28 @@ std::atomic<int> sparse_mode_index{kModeAuto};
 // 56x56.
 constexpr int64_t kSparsePackAheadMax = int64_t(1) << 21;
 
+// The forward by rows (forward_by_rows): auto (layers with taps > 1 and
+// fewer than kRowsPositions positions), always (any layer: for tests) or
+// never.
+std::atomic<int> rows_mode_index{kModeAuto};
+
+// Below this many positions (samples x outputs) the forward by rows of
+// 3x3 layers took 0.38-0.94x the time of the other paths (which lay out
+// every filter and pack or pad the patches, for a few positions' worth of
+// arithmetic) with AVX-512, AVX2 and the baseline build alike: 64-512
+// filters, batch 2 and 8, 8 to 50 positions; from 64 on the forward by
+// filters takes most such layers, 1.07-1.50x faster than by rows (one
+// case at 72 positions was 0.68-0.81x, not taken: its neighbours lost).
+// Pointwise layers stay packed (a plain copy there): 1.02-1.36x slower by
+// rows at 32-50 positions (docs/benchmarks.md "session 24").
+constexpr int64_t kRowsPositions = 64;
+
+bool use_forward_by_rows(const Adder2dShape& s) {
+  const int mode = rows_mode_index.load();
+  if (mode != kModeAuto) return mode == kModeAlways;
+  return s.taps() > 1 && s.n * s.l() < kRowsPositions;
+}
+
 // Which layers may take it (the input's zeros are sampled after).
 bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   const int mode = sparse_mode_index.load();
@@ -773,6 +795,55 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
   return !not_finite;
 }
 
+// The forward by rows (forward_rows_impl) for maps of few positions: each
+// position's patch row packed [P][K] (zeros for padding), then tasks of
+// (group, block of filters) read the filters as they are. Any layer (the
+// direct form: exact for any input, no shift to choose).
+template <typename T>
+void forward_by_rows(const T* x, const T* w, T* y, const Adder2dShape& s) {
+  const int64_t L = s.l(), P = s.n * L, K = s.k();
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g();
+  T* const xp = scratch<T, 3>(s.groups * P * K);
+  at::parallel_for(0, s.groups * P, 1, [&](int64_t b, int64_t e) {
+    for (int64_t gq = b; gq < e; ++gq) {
+      const int64_t g = gq / P, q = gq % P, n = q / L;
+      const int64_t oh = q % L / s.wout, ow = q % L % s.wout;
+      T* row = xp + gq * K;
+      for (int64_t c = 0; c < cin_g; ++c) {
+        const T* plane = x + (n * s.c + g * cin_g + c) * s.h * s.w;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t hi = oh * s.sh - s.ph + i * s.dh;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t wi = ow * s.sw - s.pw + j * s.dw;
+            *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
+                         ? plane[hi * s.w + wi]
+                         : T(0);
+          }
+        }
+      }
+    }
+  });
+  std::vector<int64_t> yoff(P);
+  for (int64_t q = 0; q < P; ++q) yoff[q] = q / L * s.cout * L + q % L;
+  // Filter blocks for about 4 tasks a thread, in whole tiles (kRowsMF is
+  // the same in every build; the kernel takes any count).
+  const int64_t MF = generic::kRowsMF;
+  const int64_t threads = at::get_num_threads();
+  const int64_t want = (4 * threads + s.groups - 1) / s.groups;
+  int64_t fb = (cout_g + want - 1) / want;
+  fb = std::min(cout_g, std::max(MF, (fb + MF - 1) / MF * MF));
+  const int64_t fblocks = (cout_g + fb - 1) / fb;
+  const auto fn = ADDER_PICK_ISA(forward_rows_impl<T>);
+  at::parallel_for(0, s.groups * fblocks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t g = task / fblocks, f0 = task % fblocks * fb;
+      const int64_t t0 = g * cout_g + f0;
+      fn(w + t0 * K, xp + g * P * K, K, std::min(fb, cout_g - f0), P,
+         y + t0 * L, L, yoff.data());
+    }
+  });
+}
+
 // The forward on a non-negative input, skipping its zeros (the identity
 // at list_nonzero). Tasks of (group, chunk of positions, run of filter
 // tiles); a task lists each position's nonzero inputs a K block at a time
@@ -1052,6 +1123,10 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     const scalar_t* x = input.data_ptr<scalar_t>();
     const scalar_t* w = weight.data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
+    if (use_forward_by_rows(s)) {
+      forward_by_rows(x, w, y, s);
+      return;
+    }
     // Non-negative inputs with zeros (ReLU outputs): only the nonzero
     // ones cost arithmetic.
     if (try_sparse_forward(s, x, input.numel()) && forward_sparse(x, w, y, s))
@@ -1868,6 +1943,19 @@ std::string sparse_forward_mode() {
 
 std::string set_sparse_forward_mode(const std::string& name) {
   return exchange_mode(sparse_mode_index, name, "set_sparse_forward_mode");
+}
+
+bool rows_forward_runs(const at::Tensor& input, const at::Tensor& weight,
+                       at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t groups) {
+  return use_forward_by_rows(
+      make_shape(input, weight, stride, padding, dilation, groups));
+}
+
+std::string rows_forward_mode() { return kModeNames[rows_mode_index.load()]; }
+
+std::string set_rows_forward_mode(const std::string& name) {
+  return exchange_mode(rows_mode_index, name, "set_rows_forward_mode");
 }
 
 std::string min_add_mode() { return kModeNames[min_add_mode_index.load()]; }

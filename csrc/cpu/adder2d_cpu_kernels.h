@@ -849,6 +849,59 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
   }
 }
 
+// The forward by rows, for maps of few positions (forward_by_rows):
+// output (filter i, position j) = -sum_k |w_i[k] - x_j[k]| over filter i's
+// row (the weight as it is: K values in a row) and position j's patch row
+// (packed [P][K]), vectors along k summed across lanes at the end. So
+// neither the filters are laid out per call (on a 2x2 map that packing had
+// cost as much as the arithmetic) nor is a panel of NR positions computed
+// for 8 valid ones. The direct form (3 instructions a MAC against the min
+// form's 2: a subtract, an and, and the add as an FMA of an exact 1, which
+// runs on the multiply pipes and leaves the add pipes to the subtract)
+// needs no shift: exact for any finite input, inf/NaN as the reference.
+// kRowsMF filters x kRowsMQ positions a tile (16 accumulators of 32
+// registers; 8 of 16).
+constexpr int kRowsMF = 4, kRowsMQ = kVecBytes == 64 ? 4 : 2;
+// Filters [0, nf) (rows K apart from w) x positions [0, nq) (rows K apart
+// from xp): output (i, j) to y[i * ldf + yoff[j]].
+template <typename T>
+inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
+                              int64_t nq, T* y, int64_t ldf,
+                              const int64_t* yoff) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, MF = kRowsMF, MQ = kRowsMQ;
+  const int64_t kv = K / W * W;
+  for (int64_t f = 0; f < nf; f += MF)
+    for (int64_t q = 0; q < nq; q += MQ) {
+      // Rows past nf / nq repeat the last one (their sums are dropped).
+      const T* wr[MF];
+      const T* xr[MQ];
+      for (int i = 0; i < MF; ++i) wr[i] = w + std::min(f + i, nf - 1) * K;
+      for (int j = 0; j < MQ; ++j) xr[j] = xp + std::min(q + j, nq - 1) * K;
+      V acc[MF][MQ] = {};
+      const V one = opaque_one(vsplat<T>(1));
+      for (int64_t k = 0; k < kv; k += W) {
+        V a[MF], b[MQ];
+#pragma GCC unroll 8
+        for (int i = 0; i < MF; ++i) a[i] = vload<T>(wr[i] + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < MQ; ++j) b[j] = vload<T>(xr[j] + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < MF; ++i)
+#pragma GCC unroll 8
+          for (int j = 0; j < MQ; ++j)
+            acc[i][j] += vabs<T>(a[i] - b[j]) * one;
+      }
+      for (int i = 0; i < std::min<int64_t>(MF, nf - f); ++i)
+        for (int j = 0; j < std::min<int64_t>(MQ, nq - q); ++j) {
+          T t = 0;
+          for (int l = 0; l < W; ++l) t += acc[i][j][l];
+          for (int64_t k = kv; k < K; ++k) t += std::abs(wr[i][k] - xr[j][k]);
+          y[(f + i) * ldf + yoff[q + j]] = -t;
+        }
+    }
+}
+
 // The forward on non-negative inputs (ReLU outputs), skipping their zeros.
 // Where x = 0, |x - w| = |w|; where x > 0, |x - w| - |w| = x - 2 min(x, w+)
 // (w+ = max(w, 0)). So

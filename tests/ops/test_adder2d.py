@@ -1,4 +1,5 @@
 """adder2d on CPU against the reference (the specification)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -78,8 +79,16 @@ def test_extension_built_in_ci():
     assert ops.backend() in ('compiled', 'reference')
 
 
+@pytest.fixture(params=['auto', 'never'])
+def rows_forward(request, compiled):
+    """The forward by rows on the layers its rule gives it (taps > 1, < 64
+    positions), or never (those go to the paths they took before it)."""
+    yield from _extension_setting('set_rows_forward_mode', request.param)
+
+
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
+def test_random_cases_match_reference(cpu_isa, rows_forward, base_seed,
+                                      dtype):
     assert ops.backend() == 'compiled'
     for i in range(N_CASES):
         case = random_case(base_seed + i)
@@ -96,7 +105,10 @@ def test_random_cases_match_reference(cpu_isa, base_seed, dtype):
 # input gradient runs phase by phase where that computes at most 1.2x its
 # input positions. Before all of these, the forward of layers with taps > 1,
 # >= 64 filters a group (AVX-512; 128 with AVX2) and >= 64 outputs runs by
-# filters (vectors of filters, only the valid outputs).
+# filters (vectors of filters, only the valid outputs), and that of layers
+# with taps > 1 and < 64 positions (samples x outputs) by rows (vectors
+# along K, the filters read as they are): cases for the paths those would
+# otherwise take on such small maps turn it off (rows_forward='never').
 # Random cases rarely reach some corners of the choice, so each gets a case
 # here.
 PATH_CASES = {
@@ -111,7 +123,7 @@ PATH_CASES = {
     # forward packs, the input gradient stays in place.
     'small map: forward packed, input gradient in place': dict(
         c=8, cout=16, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-        groups=1, h=4, w=4),
+        groups=1, h=4, w=4, rows_forward='never'),
     # 64 filters: by filters with AVX-512, in place with AVX2.
     '64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
                                    stride=(1, 1), padding=(0, 0),
@@ -126,7 +138,8 @@ PATH_CASES = {
     # Few positions (2 x 3 x 3 < 64): in place, not by filters.
     'in place, 128 filters, 3x3 map': dict(c=6, cout=128, kernel=(3, 3),
                                            stride=(1, 1), padding=(1, 1),
-                                           groups=1, h=3, w=3),
+                                           groups=1, h=3, w=3,
+                                           rows_forward='never'),
     # The forward by filters (>= 64 filters a group with AVX-512, >= 128
     # with AVX2, >= 64 outputs): 130 filters a group, tiles of 32 (16 with
     # AVX2) with 2 left over; 2 x 5 x 11 outputs in tiles of 7 (6) positions
@@ -157,7 +170,19 @@ PATH_CASES = {
         groups=1, h=8, w=8),
     '129 filters, few outputs (AVX2: packed)': dict(
         c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-        groups=1, h=5, w=5),
+        groups=1, h=5, w=5, rows_forward='never'),
+    # The forward by rows (taps > 1, < 64 positions): 2 x 3 x 4 positions
+    # in tiles of 4 (AVX-512) or 2; K = 6 x 6 = 36 a group, not a multiple
+    # of any vector width (a scalar tail); 5 filters a group (tiles of 4
+    # and 1); strided, dilated, padded past the filter's reach.
+    'by rows, groups, stride (2, 1), dilated, tails': dict(
+        c=12, cout=10, kernel=(2, 3), stride=(2, 1), padding=(3, 1),
+        dilation=(1, 2), groups=2, h=3, w=4),
+    # K = 40 x 9 = 360 over several vectors; 7 filters in 2 tasks on 2
+    # threads; 2 x 3 x 3 = 18 positions.
+    'by rows, 2 threads': dict(c=40, cout=7, kernel=(3, 3), stride=(1, 1),
+                              padding=(1, 1), groups=1, h=3, w=3,
+                              threads=2),
     # The sign rule's input gradient by input channels (AVX-512, stride 1,
     # >= 64 channels a group, <= 1024 input positions): 70 channels a group
     # (blocks of 32, 32 and 6), a dilated 3x5 filter, 2 x 6 x 7 positions
@@ -239,21 +264,34 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
                                                 input_grad):
     from .cases import Case
     kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
-    threads = kw.pop('threads', None)  # the task split depends on it
-    case = Case(seed=7, n=2, bias=False, eta=None, input_grad=input_grad,
-                **kw)
+    with _path_case_settings(kw):
+        case = Case(seed=7, n=2, bias=False, eta=None, input_grad=input_grad,
+                    **kw)
+        run_case(case, dtype)
+
+
+@contextlib.contextmanager
+def _path_case_settings(kw):
+    """Pops a PATH_CASES case's settings from kw and applies them for the
+    block: its threads (the task split depends on them) and its
+    forward-by-rows mode."""
+    ext = _backend.load_extension()
+    threads = kw.pop('threads', None)
+    rows = kw.pop('rows_forward', 'auto')
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
+    previous = ext.set_rows_forward_mode(rows)
     try:
-        run_case(case, dtype)
+        yield
     finally:
+        ext.set_rows_forward_mode(previous)
         torch.set_num_threads(before)
 
 
 def _path_case_inputs(path, dtype, seed):
-    """A PATH_CASES case's layer arguments (no threads), input and filters."""
+    """A PATH_CASES case's layer arguments (with its settings: see
+    _path_case_settings), input and filters."""
     kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
-    kw.pop('threads', None)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, kw['c'], kw['h'], kw['w'], generator=g, dtype=dtype)
     w = torch.randn(kw['cout'], kw['c'] // kw['groups'], *kw['kernel'],
@@ -271,10 +309,11 @@ def test_min_form_by_adds_gives_the_same_values(cpu_isa, path, dtype):
     kw, x, w = _path_case_inputs(path, dtype, seed=9)
     out = {}
     try:
-        for mode in ('always', 'never'):
-            ext.set_min_add_mode(mode)
-            assert ext.min_adds() == (mode == 'always')
-            out[mode] = _forward(x, w, kw)
+        with _path_case_settings(kw):
+            for mode in ('always', 'never'):
+                ext.set_min_add_mode(mode)
+                assert ext.min_adds() == (mode == 'always')
+                out[mode] = _forward(x, w, kw)
     finally:
         assert ext.set_min_add_mode('auto') == 'never'
     assert torch.equal(out['always'], out['never'])
@@ -293,13 +332,14 @@ def test_half_width_tile_gives_the_same_values(cpu_isa, path, dtype):
     kw, x, w = _path_case_inputs(path, dtype, seed=11)
     out = {}
     try:
-        for adds in ('never', 'always'):
-            ext.set_min_add_mode(adds)
-            for mode in ('always', 'never'):
-                ext.set_half_width_tile_mode(mode)
-                assert ext.half_width_tile() == (
-                    mode == 'always' and cpu_isa == 'avx512')
-                out[adds, mode] = _forward(x, w, kw)
+        with _path_case_settings(kw):
+            for adds in ('never', 'always'):
+                ext.set_min_add_mode(adds)
+                for mode in ('always', 'never'):
+                    ext.set_half_width_tile_mode(mode)
+                    assert ext.half_width_tile() == (
+                        mode == 'always' and cpu_isa == 'avx512')
+                    out[adds, mode] = _forward(x, w, kw)
     finally:
         assert ext.set_half_width_tile_mode('auto') == 'never'
         ext.set_min_add_mode('auto')
@@ -340,6 +380,37 @@ def test_half_width_tile_mode_choice(compiled):
     with pytest.raises(RuntimeError, match="'wide' is not one of"):
         ext.set_half_width_tile_mode('wide')
     assert ext.half_width_tile_mode() == 'auto'
+
+
+def test_rows_forward_choice(cpu_isa):
+    """auto by default: layers with taps > 1 and fewer than 64 positions
+    (samples x outputs) run by rows, others (and every pointwise layer) not;
+    always / never: every layer or none; an unknown name is refused by name.
+    """
+    ext = _backend.load_extension()
+    assert ext.rows_forward_mode() == 'auto'
+
+    def runs(n, k, hw, stride=1):
+        x = torch.randn(n, 8, hw, hw)
+        w = torch.randn(4, 8, k, k)
+        return ext.rows_forward_runs(x, w, [stride] * 2, [k // 2] * 2,
+                                     [1, 1], 1)
+    assert runs(2, 3, 5)  # 2 x 5 x 5 = 50 positions
+    assert runs(7, 3, 3)  # 63
+    assert not runs(4, 3, 4)  # 64
+    assert runs(2, 3, 9, stride=2)  # 2 x 5 x 5 = 50 outputs (162 inputs)
+    assert not runs(2, 3, 11, stride=2)  # 2 x 6 x 6 = 72 outputs
+    assert not runs(2, 1, 2)  # pointwise
+    try:
+        ext.set_rows_forward_mode('always')
+        assert runs(2, 1, 2) and runs(4, 3, 40)
+        ext.set_rows_forward_mode('never')
+        assert not runs(2, 3, 2)
+    finally:
+        ext.set_rows_forward_mode('auto')
+    with pytest.raises(RuntimeError, match="'often' is not one of"):
+        ext.set_rows_forward_mode('often')
+    assert ext.rows_forward_mode() == 'auto'
 
 
 def test_min_add_mode_choice(cpu_isa):
@@ -1057,7 +1128,7 @@ def test_empty_batch_returns_empty_result():
 
 
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), float('-inf')])
-def test_non_finite_input_propagates(cpu_isa, bad):
+def test_non_finite_input_propagates(cpu_isa, rows_forward, bad):
     x = torch.randn(1, 2, 5, 5)
     x[0, 1, 2, 3] = bad
     w = torch.randn(3, 2, 3, 3)
@@ -1074,7 +1145,8 @@ def test_non_finite_input_propagates(cpu_isa, bad):
 
 
 @pytest.mark.parametrize('offset', [0., 10., 1000.])
-def test_float32_accuracy_with_a_shared_offset(cpu_isa, offset):
+def test_float32_accuracy_with_a_shared_offset(cpu_isa, rows_forward,
+                                               offset):
     """Inputs and filters around the same large value: each output must
     stay accurate elementwise (a kernel computing -sum|x - w| through sums
     of x and w would cancel catastrophically here)."""
