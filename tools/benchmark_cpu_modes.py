@@ -64,6 +64,10 @@ def main():
                    default='forward', help='input_grad: the sign rule')
     p.add_argument('--rounds', type=int, default=9)
     p.add_argument('--threads', type=int)
+    p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
+                   help='the kernels of this instruction set for every '
+                   'setting (default: the best this CPU has; not with the '
+                   'cpu_isa switch)')
     args = p.parse_args()
     if args.zeros is not None and not 0 < args.zeros < 1:
         p.error(f'--zeros {args.zeros}: a fraction strictly between 0 and 1')
@@ -71,6 +75,14 @@ def main():
         raise SystemExit('benchmark_cpu_modes: the compiled extension is '
                          'not built')
     ext = _backend.load_extension()
+    if args.cpu_isa:
+        if args.switch == 'cpu_isa':
+            p.error('--cpu-isa with the cpu_isa switch: give the ISAs as '
+                    'its values')
+        try:
+            isa_before = ext.set_cpu_isa(args.cpu_isa)
+        except RuntimeError as e:  # names an ISA this CPU lacks
+            raise SystemExit(f'benchmark_cpu_modes: {e}')
     setter = getattr(ext, SETTERS[args.switch])
     values = args.values.split(',')
     if len(values) < 2:
@@ -126,6 +138,8 @@ def main():
                 for v in values), flush=True)
     finally:
         setter(previous)
+        if args.cpu_isa:
+            ext.set_cpu_isa(isa_before)
     print('summed: ' + '  '.join(
         f'{v} {totals[v]:.1f} ms ({totals[v] / totals[values[0]]:.2f})'
         for v in values))
