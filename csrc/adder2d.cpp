@@ -190,13 +190,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("half_width_tile", &adder_det::half_width_tile,
         "Whether the CPU forward tiles compute in 256-bit vectors now "
         "(AVX-512 kernels active and the mode on).");
-  m.def("rows_forward_mode", &adder_det::rows_forward_mode,
-        "Whether the CPU forward runs by rows (vectors along the reduction, "
-        "the filters read as they are) on maps of few positions (auto), on "
-        "every layer (always) or never.");
-  m.def("set_rows_forward_mode", &adder_det::set_rows_forward_mode,
-        "Set the forward-by-rows mode: auto, always or never; returns the "
-        "previous one. For tests and benchmarks, between calls.");
+  m.def("rows_mode", &adder_det::rows_mode,
+        "Whether the CPU forward and input gradient run by rows (vectors "
+        "along the reduction, the filters read as they are) on maps of few "
+        "positions (auto), on every layer (always) or never.");
+  m.def("set_rows_mode", &adder_det::set_rows_mode,
+        "Set the by-rows mode: auto, always or never; returns the previous "
+        "one. For tests and benchmarks, between calls.");
   m.def(
       "rows_forward_runs",
       [](const at::Tensor& input, const at::Tensor& weight,
@@ -207,6 +207,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "Whether the CPU forward of adder2d(input, weight, stride, padding, "
       "dilation, groups) would run by rows (mode, shape).");
+  m.def(
+      "rows_input_grad_runs",
+      [](const at::Tensor& input, const at::Tensor& weight,
+         std::vector<int64_t> stride, std::vector<int64_t> padding,
+         std::vector<int64_t> dilation, int64_t groups) {
+        return adder_det::rows_input_grad_runs(input, weight, stride, padding,
+                                               dilation, groups);
+      },
+      "Whether the CPU input gradient of adder2d(input, weight, stride, "
+      "padding, dilation, groups) would run by rows (mode, shape, ISA).");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "
         "thresholds (auto), wherever the input allows (always) or never.");

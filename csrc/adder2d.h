@@ -54,18 +54,21 @@ std::string half_width_tile_mode();
 std::string set_half_width_tile_mode(const std::string& name);
 bool half_width_tile();
 
-// Whether the CPU forward of maps with few positions runs by rows (each
-// output the L1 distance of a filter row and a patch row, vectors along
-// the reduction) by its threshold ("auto", the default), on every layer
-// ("always"; tests) or never ("never"). set_rows_forward_mode returns the
-// previous mode; for tests and benchmarks, between calls.
-std::string rows_forward_mode();
-std::string set_rows_forward_mode(const std::string& name);
-// Whether the CPU forward of this call would run by rows (by the mode and
-// the layer's shape). For tests and benchmarks.
+// Whether the CPU forward and input gradient of maps with few positions run
+// by rows (vectors along the reduction, the filters read as they are) by
+// their thresholds ("auto", the default), on every layer ("always"; tests)
+// or never ("never"). set_rows_mode returns the previous mode; for tests
+// and benchmarks, between calls.
+std::string rows_mode();
+std::string set_rows_mode(const std::string& name);
+// Whether the CPU forward / input gradient of this call would run by rows
+// (by the mode, the layer's shape and the ISA). For tests and benchmarks.
 bool rows_forward_runs(const at::Tensor& input, const at::Tensor& weight,
                        at::IntArrayRef stride, at::IntArrayRef padding,
                        at::IntArrayRef dilation, int64_t groups);
+bool rows_input_grad_runs(const at::Tensor& input, const at::Tensor& weight,
+                          at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation, int64_t groups);
 
 // Whether the CPU forward skips the zeros of a non-negative input (ReLU
 // outputs) by its thresholds ("auto", the default), wherever the input is

@@ -6,9 +6,9 @@ The compiled CPU kernels pick some paths by the CPU and by thresholds
 (csrc/cpu/adder2d_cpu.cpp): the instruction set, the sparse forward of a
 ReLU output, the min form by adds (AMD Zen 1 and the baseline build; the
 sparse forward's min terms too), the AVX-512 tiles in 256-bit vectors (AMD
-Zen 4), the forward by rows of maps with few positions. Each has a setter
-that forces it, so a new host can be
-asked which setting pays, layer by layer: this times the forward (or the
+Zen 4), the forward and input gradient by rows of maps with few
+positions. Each has a setter that forces it, so a new host can be asked
+which setting pays, layer by layer: this times the forward (or the
 sign rule's input gradient) of a tools/benchmark_op.py layer set under each
 setting in turn, round after round (so a slow spell of a shared host hits
 every setting), and prints median milliseconds and each setting's time over
@@ -18,7 +18,7 @@ that a given fraction is zero (`--zeros 0.45`).
     python tools/benchmark_cpu_modes.py half_width_tile never,always
     python tools/benchmark_cpu_modes.py sparse_forward never,always --zeros 0.45
     python tools/benchmark_cpu_modes.py cpu_isa avx512,avx2 --layers 1x1
-    python tools/benchmark_cpu_modes.py rows_forward never,always --set fcos --layers P6,P7,extra
+    python tools/benchmark_cpu_modes.py rows never,always --set fcos --layers P6,P7,extra
 """
 import argparse
 import os
@@ -33,7 +33,7 @@ from tools.benchmark_op import (LAYER_SETS, scaled_size,  # noqa: E402
 
 # switch name -> the extension's setter (each returns the previous value).
 SETTERS = dict(half_width_tile='set_half_width_tile_mode',
-               rows_forward='set_rows_forward_mode',
+               rows='set_rows_mode',
                sparse_forward='set_sparse_forward_mode',
                min_add='set_min_add_mode',
                sign_fast='set_sign_fast_mode',

@@ -490,9 +490,10 @@ def main():
     p.add_argument('--half-width-tile', choices=['auto', 'always', 'never'],
                    help="whether the AVX-512 CPU forward tiles compute in "
                    '256-bit vectors (default: auto, on AMD Zen 4)')
-    p.add_argument('--rows-forward', choices=['auto', 'always', 'never'],
-                   help="whether the CPU forward runs by rows (vectors along "
-                   'the reduction; default: auto, on maps of few positions)')
+    p.add_argument('--rows', choices=['auto', 'always', 'never'],
+                   help='whether the CPU forward and input gradient run by '
+                   'rows (vectors along the reduction; default: auto, on '
+                   'maps of few positions)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -514,7 +515,7 @@ def main():
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__, input=args.input)
     for flag in ('cpu_isa', 'sparse_forward', 'min_add',
-                 'half_width_tile', 'rows_forward'):
+                 'half_width_tile', 'rows'):
         if getattr(args, flag) and (device.type != 'cpu' or
                                     info['backend'] != 'compiled'):
             raise SystemExit(f"benchmark_op: --{flag.replace('_', '-')} is "
@@ -532,11 +533,11 @@ def main():
         info['sparse_forward'] = ext.sparse_forward_mode()
         if args.half_width_tile:
             ext.set_half_width_tile_mode(args.half_width_tile)
-        if args.rows_forward:
-            ext.set_rows_forward_mode(args.rows_forward)
+        if args.rows:
+            ext.set_rows_mode(args.rows)
         info['min_adds'] = ext.min_adds()
         info['half_width_tile'] = ext.half_width_tile()
-        info['rows_forward'] = ext.rows_forward_mode()
+        info['rows'] = ext.rows_mode()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

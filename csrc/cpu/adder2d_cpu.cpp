@@ -398,26 +398,40 @@ std::atomic<int> sparse_mode_index{kModeAuto};
 // 56x56.
 constexpr int64_t kSparsePackAheadMax = int64_t(1) << 21;
 
-// The forward by rows (forward_by_rows): auto (layers with taps > 1 and
-// fewer than kRowsPositions positions), always (any layer: for tests) or
-// never.
+// The forward and input gradient by rows (forward_by_rows,
+// backward_input_by_rows): auto (maps of few positions, below), always
+// (any layer: for tests) or never.
 std::atomic<int> rows_mode_index{kModeAuto};
 
 // Below this many positions (samples x outputs) the forward by rows of
-// 3x3 layers took 0.38-0.94x the time of the other paths (which lay out
-// every filter and pack or pad the patches, for a few positions' worth of
-// arithmetic) with AVX-512, AVX2 and the baseline build alike: 64-512
-// filters, batch 2 and 8, 8 to 50 positions; from 64 on the forward by
-// filters takes most such layers, 1.07-1.50x faster than by rows (one
-// case at 72 positions was 0.68-0.81x, not taken: its neighbours lost).
-// Pointwise layers stay packed (a plain copy there): 1.02-1.36x slower by
-// rows at 32-50 positions (docs/benchmarks.md "session 24").
+// 3x3 layers (64-512 filters, batch 2 and 8) took this share of the other
+// paths' time (which lay out every filter and pack or pad the patches for
+// a few positions' worth of arithmetic), with AVX-512, AVX2 and the
+// baseline build alike: 8 positions 0.32-0.43x, 18 0.43-0.63x, 32
+// 0.65-1.02x, 50 0.74-1.10x. From 64 on the forward by filters takes most
+// such layers: 72-98 positions 1.07-1.50x slower by rows with AVX-512 and
+// AVX2 (the baseline build 0.83-1.42x). Pointwise layers stay packed (a
+// plain copy there): 1.02-1.36x slower by rows at 32-50 positions
+// (docs/benchmarks.md "session 24").
 constexpr int64_t kRowsPositions = 64;
 
 bool use_forward_by_rows(const Adder2dShape& s) {
   const int mode = rows_mode_index.load();
   if (mode != kModeAuto) return mode == kModeAlways;
   return s.taps() > 1 && s.n * s.l() < kRowsPositions;
+}
+
+// The input gradient by rows against the other paths (the same 3x3 and
+// 1x1 layers, both rules): AVX-512 0.19-0.30x at 8 positions, 0.56x at 18,
+// 0.28-0.67x at 32, 0.50-0.98x at 50, pointwise 0.82-0.86x at 32-50, but
+// the sign rule 1.08-1.36x slower at 72-98; the baseline build 0.24-0.99x
+// up to 98; AVX2 (16 registers: tiles of 2 positions x 2 vectors) 0.30-
+// 0.69x up to 18, 0.34-1.13x at 32, 0.85-1.15x at 50, so below 32 there
+// (docs/benchmarks.md "session 24").
+bool use_backward_by_rows(const Adder2dShape& s) {
+  const int mode = rows_mode_index.load();
+  if (mode != kModeAuto) return mode == kModeAlways;
+  return s.n * s.l() < (active_isa() == kAvx2 ? 32 : kRowsPositions);
 }
 
 // Which layers may take it (the input's zeros are sampled after).
@@ -1859,6 +1873,73 @@ void backward_input_packed(const T* go, const T* x, const T* wt,
   });
 }
 
+// The input gradient by rows (backward_input_rows_impl) for maps of few
+// positions: tasks of (sample, group, block of input channels), each owning
+// those channels' planes of dX: its positions' patch rows over the block's
+// channels packed ([L][block K]), their gradient columns computed against
+// every filter read as it is, then added into the planes (padding taps
+// skipped).
+template <typename T>
+void backward_input_by_rows(const T* go, const T* x, const T* w, T* gx,
+                            const Adder2dShape& s, bool sign_grad) {
+  const int64_t L = s.l(), K = s.k(), taps = s.taps();
+  const int64_t cin_g = s.cin_g(), cout_g = s.cout_g();
+  const int64_t threads = at::get_num_threads();
+  const int64_t want = (4 * threads + s.n * s.groups - 1) / (s.n * s.groups);
+  const int64_t cb = (cin_g + std::min(want, cin_g) - 1) / std::min(want, cin_g);
+  const int64_t cblocks = (cin_g + cb - 1) / cb;
+  const auto fn = sign_grad ? ADDER_PICK_ISA(backward_input_rows_impl<T, true>)
+                            : ADDER_PICK_ISA(backward_input_rows_impl<T, false>);
+  at::parallel_for(0, s.n * s.groups * cblocks, 1, [&](int64_t b, int64_t e) {
+    const int64_t ldx = cb * taps;
+    T* xc = scratch<T>(2 * L * ldx);
+    T* dcol = xc + L * ldx;
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t ng = task / cblocks, c0 = task % cblocks * cb;
+      const int64_t n = ng / s.groups, g = ng % s.groups;
+      const int64_t nc = std::min(cb, cin_g - c0), kb = nc * taps;
+      const int64_t cfirst = n * s.c + g * cin_g + c0;  // (n, channel) plane
+      // Patch rows of the block (0 at padding taps).
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t oh = l / s.wout, ow = l % s.wout;
+        T* row = xc + l * ldx;
+        for (int64_t c = 0; c < nc; ++c) {
+          const T* plane = x + (cfirst + c) * s.h * s.w;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t hi = oh * s.sh - s.ph + i * s.dh;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t wi = ow * s.sw - s.pw + j * s.dw;
+              *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
+                           ? plane[hi * s.w + wi]
+                           : T(0);
+            }
+          }
+        }
+      }
+      fn(w + g * cout_g * K + c0 * taps, K, cout_g,
+         go + (n * s.cout + g * cout_g) * L, L, xc, ldx, L, kb, dcol);
+      // Into the block's planes of dX.
+      T* const gxb = gx + cfirst * s.h * s.w;
+      std::fill(gxb, gxb + nc * s.h * s.w, T(0));
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t oh = l / s.wout, ow = l % s.wout;
+        const T* d = dcol + l * ldx;
+        for (int64_t c = 0; c < nc; ++c) {
+          T* plane = gxb + c * s.h * s.w;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t hi = oh * s.sh - s.ph + i * s.dh;
+            for (int64_t j = 0; j < s.kw; ++j, ++d) {
+              const int64_t wi = ow * s.sw - s.pw + j * s.dw;
+              if (hi >= 0 && hi < s.h && wi >= 0 && wi < s.w)
+                plane[hi * s.w + wi] += *d;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
                                       const at::Tensor& input_,
                                       const at::Tensor& weight_,
@@ -1876,6 +1957,13 @@ at::Tensor adder2d_backward_input_cpu(const at::Tensor& grad_output_,
   auto grad_input = at::empty_like(input);
   if (grad_input.numel() == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "adder2d_bwd_input_cpu", [&] {
+    if (use_backward_by_rows(s)) {
+      backward_input_by_rows(grad_output.data_ptr<scalar_t>(),
+                             input.data_ptr<scalar_t>(),
+                             weight.data_ptr<scalar_t>(),
+                             grad_input.data_ptr<scalar_t>(), s, sign_grad);
+      return;
+    }
     // (Strided layers by channels too where each phase is small: that
     // computes the valid positions only, whatever the pitch would waste.)
     const bool by_phase = use_phases_by_channels(s, sign_grad);
@@ -1952,10 +2040,17 @@ bool rows_forward_runs(const at::Tensor& input, const at::Tensor& weight,
       make_shape(input, weight, stride, padding, dilation, groups));
 }
 
-std::string rows_forward_mode() { return kModeNames[rows_mode_index.load()]; }
+bool rows_input_grad_runs(const at::Tensor& input, const at::Tensor& weight,
+                          at::IntArrayRef stride, at::IntArrayRef padding,
+                          at::IntArrayRef dilation, int64_t groups) {
+  return use_backward_by_rows(
+      make_shape(input, weight, stride, padding, dilation, groups));
+}
 
-std::string set_rows_forward_mode(const std::string& name) {
-  return exchange_mode(rows_mode_index, name, "set_rows_forward_mode");
+std::string rows_mode() { return kModeNames[rows_mode_index.load()]; }
+
+std::string set_rows_mode(const std::string& name) {
+  return exchange_mode(rows_mode_index, name, "set_rows_mode");
 }
 
 std::string min_add_mode() { return kModeNames[min_add_mode_index.load()]; }

@@ -856,9 +856,10 @@ inline void forward_fvec_impl(const T* xg, const int64_t* pos, int64_t p0,
 // neither the filters are laid out per call (on a 2x2 map that packing had
 // cost as much as the arithmetic) nor is a panel of NR positions computed
 // for 8 valid ones. The direct form (3 instructions a MAC against the min
-// form's 2: a subtract, an and, and the add as an FMA of an exact 1, which
-// runs on the multiply pipes and leaves the add pipes to the subtract)
-// needs no shift: exact for any finite input, inf/NaN as the reference.
+// form's 2: a subtract, an and, and the add, in the x86 builds as an FMA
+// of an exact 1, which runs on the multiply pipes and leaves the add pipes
+// to the subtract) needs no shift: exact for any finite input, inf/NaN as
+// the reference.
 // kRowsMF filters x kRowsMQ positions a tile (16 accumulators of 32
 // registers; 8 of 16).
 constexpr int kRowsMF = 4, kRowsMQ = kVecBytes == 64 ? 4 : 2;
@@ -900,6 +901,100 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
           y[(f + i) * ldf + yoff[q + j]] = -t;
         }
     }
+}
+
+// The input gradient by rows, for maps of few positions
+// (backward_input_by_rows): dcol(j, k) = sum_f g(j, f) G(w_f[k] - x_j[k])
+// over the group's filters f, for position j's patch row x_j and a block
+// of k: vectors along k, the filters read as they are (row f: K values in
+// a row), g(j, f) broadcast; G as in backward_input_tile (the sign rule
+// exact, ties 0). kRowsBwdMQ positions x kRowsBwdNV vectors a tile (their
+// patch values and sums in registers: 16 + 2 + 4 of 32; 8 + 2 + 2 of 16).
+constexpr int kRowsBwdMQ = kVecBytes == 64 ? 4 : 2, kRowsBwdNV = 2;
+// Positions [0, nq) (patch rows ldx apart from xc, each kb values; g of
+// position j, filter f at go[j + f * ldg]), filters [0, nf) (row f at
+// w + f * ldw, its k-th value for the block's k): dcol rows ldx apart.
+template <typename T, bool kSign>
+inline void backward_input_rows_impl(const T* w, int64_t ldw, int64_t nf,
+                                     const T* go, int64_t ldg, const T* xc,
+                                     int64_t ldx, int64_t nq, int64_t kb,
+                                     T* dcol) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, MQ = kRowsBwdMQ, NV = kRowsBwdNV;
+  const int64_t kv = kb / (NV * W) * (NV * W);
+  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
+  for (int64_t q = 0; q < nq; q += MQ) {
+    // Positions past nq repeat the last one (their sums are dropped).
+    int64_t qj[MQ];
+    for (int j = 0; j < MQ; ++j) qj[j] = std::min(q + j, nq - 1);
+    const int mq = (int)std::min<int64_t>(MQ, nq - q);
+    for (int64_t k = 0; k < kv; k += NV * W) {
+      V xv[MQ][NV], acc[MQ][NV] = {};
+      for (int j = 0; j < MQ; ++j)
+        for (int v = 0; v < NV; ++v)
+          xv[j][v] = vload<T>(xc + qj[j] * ldx + k + v * W);
+      for (int64_t f = 0; f < nf; ++f) {
+        V wv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wv[v] = vload<T>(w + f * ldw + k + v * W);
+#pragma GCC unroll 8
+        for (int j = 0; j < MQ; ++j) {
+          const V gv = vsplat<T>(go[qj[j] + f * ldg]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) {
+            if (kSign) {
+              acc[j][v] =
+                  add_sign_times<T>(acc[j][v], wv[v], xv[j][v], gv, -gv, one);
+            } else {
+              V d = wv[v] - xv[j][v];
+              d = d > one ? one : d;
+              d = d < mone ? mone : d;
+              acc[j][v] += gv * d;
+            }
+          }
+        }
+      }
+      for (int j = 0; j < mq; ++j)
+        for (int v = 0; v < NV; ++v)
+          std::memcpy(dcol + (q + j) * ldx + k + v * W, &acc[j][v], sizeof(V));
+    }
+    // The block's last kb - kv values: whole vectors, then one at a time.
+    const int64_t kw = kb / W * W;
+    for (int64_t k = kv; k < kw; k += W) {
+      V xv[MQ], acc[MQ] = {};
+      for (int j = 0; j < MQ; ++j) xv[j] = vload<T>(xc + qj[j] * ldx + k);
+      for (int64_t f = 0; f < nf; ++f) {
+        const V wv = vload<T>(w + f * ldw + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < MQ; ++j) {
+          const V gv = vsplat<T>(go[qj[j] + f * ldg]);
+          if (kSign) {
+            acc[j] = add_sign_times<T>(acc[j], wv, xv[j], gv, -gv, one);
+          } else {
+            V d = wv - xv[j];
+            d = d > one ? one : d;
+            d = d < mone ? mone : d;
+            acc[j] += gv * d;
+          }
+        }
+      }
+      for (int j = 0; j < mq; ++j)
+        std::memcpy(dcol + (q + j) * ldx + k, &acc[j], sizeof(V));
+    }
+    for (int j = 0; j < mq; ++j)
+      for (int64_t k = kw; k < kb; ++k) {
+        const T x = xc[(q + j) * ldx + k];
+        T sum = 0;
+        for (int64_t f = 0; f < nf; ++f) {
+          const T d = w[f * ldw + k] - x, g = go[q + j + f * ldg];
+          if (kSign)
+            sum += d > 0 ? g : d < 0 ? -g : T(0);
+          else
+            sum += g * (d > 1 ? T(1) : d < -1 ? T(-1) : d);
+        }
+        dcol[(q + j) * ldx + k] = sum;
+      }
+  }
 }
 
 // The forward on non-negative inputs (ReLU outputs), skipping their zeros.

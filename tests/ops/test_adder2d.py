@@ -80,15 +80,15 @@ def test_extension_built_in_ci():
 
 
 @pytest.fixture(params=['auto', 'never'])
-def rows_forward(request, compiled):
-    """The forward by rows on the layers its rule gives it (taps > 1, < 64
-    positions), or never (those go to the paths they took before it)."""
-    yield from _extension_setting('set_rows_forward_mode', request.param)
+def rows(request, compiled):
+    """The forward and input gradient by rows on the layers their rules
+    give them (maps of few positions), or never (those go to the paths they
+    took before)."""
+    yield from _extension_setting('set_rows_mode', request.param)
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-def test_random_cases_match_reference(cpu_isa, rows_forward, base_seed,
-                                      dtype):
+def test_random_cases_match_reference(cpu_isa, rows, base_seed, dtype):
     assert ops.backend() == 'compiled'
     for i in range(N_CASES):
         case = random_case(base_seed + i)
@@ -105,10 +105,11 @@ def test_random_cases_match_reference(cpu_isa, rows_forward, base_seed,
 # input gradient runs phase by phase where that computes at most 1.2x its
 # input positions. Before all of these, the forward of layers with taps > 1,
 # >= 64 filters a group (AVX-512; 128 with AVX2) and >= 64 outputs runs by
-# filters (vectors of filters, only the valid outputs), and that of layers
-# with taps > 1 and < 64 positions (samples x outputs) by rows (vectors
-# along K, the filters read as they are): cases for the paths those would
-# otherwise take on such small maps turn it off (rows_forward='never').
+# filters (vectors of filters, only the valid outputs), and both passes of
+# maps with few positions (samples x outputs; the forward: taps > 1 and
+# < 64; the input gradient: < 64, AVX2 < 32) by rows (vectors along K, the
+# filters read as they are): cases for the paths those would otherwise
+# take on such small maps turn it off (rows='never').
 # Random cases rarely reach some corners of the choice, so each gets a case
 # here.
 PATH_CASES = {
@@ -123,7 +124,7 @@ PATH_CASES = {
     # forward packs, the input gradient stays in place.
     'small map: forward packed, input gradient in place': dict(
         c=8, cout=16, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-        groups=1, h=4, w=4, rows_forward='never'),
+        groups=1, h=4, w=4, rows='never'),
     # 64 filters: by filters with AVX-512, in place with AVX2.
     '64 filters, no padding': dict(c=8, cout=64, kernel=(3, 3),
                                    stride=(1, 1), padding=(0, 0),
@@ -139,7 +140,7 @@ PATH_CASES = {
     'in place, 128 filters, 3x3 map': dict(c=6, cout=128, kernel=(3, 3),
                                            stride=(1, 1), padding=(1, 1),
                                            groups=1, h=3, w=3,
-                                           rows_forward='never'),
+                                           rows='never'),
     # The forward by filters (>= 64 filters a group with AVX-512, >= 128
     # with AVX2, >= 64 outputs): 130 filters a group, tiles of 32 (16 with
     # AVX2) with 2 left over; 2 x 5 x 11 outputs in tiles of 7 (6) positions
@@ -170,15 +171,17 @@ PATH_CASES = {
         groups=1, h=8, w=8),
     '129 filters, few outputs (AVX2: packed)': dict(
         c=6, cout=129, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-        groups=1, h=5, w=5, rows_forward='never'),
-    # The forward by rows (taps > 1, < 64 positions): 2 x 3 x 4 positions
-    # in tiles of 4 (AVX-512) or 2; K = 6 x 6 = 36 a group, not a multiple
-    # of any vector width (a scalar tail); 5 filters a group (tiles of 4
+        groups=1, h=5, w=5, rows='never'),
+    # Both passes by rows (< 32 positions): 2 x 4 x 2 positions in tiles of
+    # 4 (AVX-512) or 2; K = 6 x 6 = 36 a group, not a multiple of any
+    # vector width (the input gradient's blocks of 3 channels, 18 values:
+    # vectors, then a scalar tail); 5 filters a group (forward tiles of 4
     # and 1); strided, dilated, padded past the filter's reach.
     'by rows, groups, stride (2, 1), dilated, tails': dict(
         c=12, cout=10, kernel=(2, 3), stride=(2, 1), padding=(3, 1),
         dilation=(1, 2), groups=2, h=3, w=4),
-    # K = 40 x 9 = 360 over several vectors; 7 filters in 2 tasks on 2
+    # K = 40 x 9 = 360 over several vectors; 7 filters in 2 forward tasks,
+    # the input gradient in blocks of 10 channels (4 a sample), on 2
     # threads; 2 x 3 x 3 = 18 positions.
     'by rows, 2 threads': dict(c=40, cout=7, kernel=(3, 3), stride=(1, 1),
                               padding=(1, 1), groups=1, h=3, w=3,
@@ -205,6 +208,7 @@ PATH_CASES = {
         groups=1, h=15, w=13, threads=2),
     # 1x1 by input channels (stride 1, no padding, <= 256 positions): 130
     # filter values a channel against 2 x 42 input values (inputs mapped).
+    # (84 positions: not by rows.)
     'input gradient by channels, 1x1': dict(
         c=70, cout=130, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
         groups=1, h=6, w=7),
@@ -220,7 +224,7 @@ PATH_CASES = {
     # by phase too.
     'input gradient by channels by phase, small map (else packed)': dict(
         c=64, cout=128, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
-        groups=1, h=8, w=8),
+        groups=1, h=8, w=8, rows='never'),
     'input gradient by channels by phase, groups, stride (2, 1), dilated':
         dict(c=128, cout=256, kernel=(3, 3), stride=(2, 1), padding=(2, 1),
              dilation=(2, 1), groups=2, h=12, w=7),
@@ -236,7 +240,7 @@ PATH_CASES = {
     # the 2x2 filter reaches rows or columns 2 mod 3 (their gradient is 0).
     'in place, stride 3 (phases), positions no tap reaches': dict(
         c=6, cout=8, kernel=(2, 2), stride=(3, 3), padding=(0, 0),
-        groups=1, h=13, w=13),
+        groups=1, h=13, w=13, rows='never'),
     # Narrow strided maps stay packed (6 x 9 positions in phases for 6 x 7
     # outputs; 11 x 9 for the 11 x 7 input positions).
     'packed, stride 2': dict(c=10, cout=16, kernel=(3, 3), stride=(2, 1),
@@ -273,18 +277,18 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
 @contextlib.contextmanager
 def _path_case_settings(kw):
     """Pops a PATH_CASES case's settings from kw and applies them for the
-    block: its threads (the task split depends on them) and its
-    forward-by-rows mode."""
+    block: its threads (the task split depends on them) and its by-rows
+    mode."""
     ext = _backend.load_extension()
     threads = kw.pop('threads', None)
-    rows = kw.pop('rows_forward', 'auto')
+    rows = kw.pop('rows', 'auto')
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
-    previous = ext.set_rows_forward_mode(rows)
+    previous = ext.set_rows_mode(rows)
     try:
         yield
     finally:
-        ext.set_rows_forward_mode(previous)
+        ext.set_rows_mode(previous)
         torch.set_num_threads(before)
 
 
@@ -382,35 +386,38 @@ def test_half_width_tile_mode_choice(compiled):
     assert ext.half_width_tile_mode() == 'auto'
 
 
-def test_rows_forward_choice(cpu_isa):
-    """auto by default: layers with taps > 1 and fewer than 64 positions
-    (samples x outputs) run by rows, others (and every pointwise layer) not;
-    always / never: every layer or none; an unknown name is refused by name.
-    """
+def test_rows_choice(cpu_isa):
+    """auto by default: the forward of layers with taps > 1 and fewer than 64
+    positions (samples x outputs) runs by rows, the input gradient of any
+    layer with fewer than 64 (AVX2: 32); always / never: every layer or
+    none; an unknown name is refused by name."""
     ext = _backend.load_extension()
-    assert ext.rows_forward_mode() == 'auto'
+    assert ext.rows_mode() == 'auto'
 
     def runs(n, k, hw, stride=1):
         x = torch.randn(n, 8, hw, hw)
         w = torch.randn(4, 8, k, k)
-        return ext.rows_forward_runs(x, w, [stride] * 2, [k // 2] * 2,
-                                     [1, 1], 1)
-    assert runs(2, 3, 5)  # 2 x 5 x 5 = 50 positions
-    assert runs(7, 3, 3)  # 63
-    assert not runs(4, 3, 4)  # 64
-    assert runs(2, 3, 9, stride=2)  # 2 x 5 x 5 = 50 outputs (162 inputs)
-    assert not runs(2, 3, 11, stride=2)  # 2 x 6 x 6 = 72 outputs
-    assert not runs(2, 1, 2)  # pointwise
+        conf = ([stride] * 2, [k // 2] * 2, [1, 1], 1)
+        return (ext.rows_forward_runs(x, w, *conf),
+                ext.rows_input_grad_runs(x, w, *conf))
+    avx2 = cpu_isa == 'avx2'
+    assert runs(2, 3, 5) == (True, not avx2)  # 2 x 5 x 5 = 50 positions
+    assert runs(7, 3, 3) == (True, not avx2)  # 63
+    assert runs(3, 3, 3) == (True, True)  # 27
+    assert runs(4, 3, 4) == (False, False)  # 64
+    assert runs(2, 3, 9, stride=2) == (True, not avx2)  # 50 of 162 inputs
+    assert runs(2, 3, 11, stride=2) == (False, False)  # 72 outputs
+    assert runs(2, 1, 2) == (False, True)  # pointwise
     try:
-        ext.set_rows_forward_mode('always')
-        assert runs(2, 1, 2) and runs(4, 3, 40)
-        ext.set_rows_forward_mode('never')
-        assert not runs(2, 3, 2)
+        ext.set_rows_mode('always')
+        assert runs(2, 1, 2) == runs(4, 3, 40) == (True, True)
+        ext.set_rows_mode('never')
+        assert runs(2, 3, 2) == (False, False)
     finally:
-        ext.set_rows_forward_mode('auto')
+        ext.set_rows_mode('auto')
     with pytest.raises(RuntimeError, match="'often' is not one of"):
-        ext.set_rows_forward_mode('often')
-    assert ext.rows_forward_mode() == 'auto'
+        ext.set_rows_mode('often')
+    assert ext.rows_mode() == 'auto'
 
 
 def test_min_add_mode_choice(cpu_isa):
@@ -464,6 +471,28 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
     for n, c in ((0, 0), (1, 3), (0, 5), (1, 5), (0, 1), (1, 0)):
         err = rel_err(got[n, c], expect[n, c])
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
+
+
+@pytest.mark.parametrize('input_grad', ['sign', 'hardtanh'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_rows_input_gradient_ties_and_clamps(cpu_isa, dtype, input_grad):
+    """The input gradient by rows on integer inputs and filters: w - x is
+    exactly 0 (sign 0) or exactly +-1 (hardtanh's corners) at many terms,
+    in the vector and in the scalar part of each channel block (5 channels
+    of 9 values on 2 x 3 x 3 positions: blocks of 1-2 channels)."""
+    ext = _backend.load_extension()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-2, 3, (2, 5, 3, 3), generator=g).to(dtype)
+    w = torch.randint(-2, 3, (7, 5, 3, 3), generator=g).to(dtype)
+    go = torch.randn(2, 7, 3, 3, generator=g, dtype=dtype)
+    conf = ([1, 1], [1, 1], [1, 1], 1)
+    assert ext.rows_input_grad_runs(x, w, *conf)
+    got = torch.ops.adder_det.adder2d_backward_input(
+        go, x, w, *conf, input_grad == 'sign')
+    expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
+                                        (1, 1), (1, 1), (1, 1), 1,
+                                        input_grad == 'sign')
+    assert rel_err(got, expect) < TOL[dtype]
 
 
 # Flagged pairs: 4 of 128 (fixed up by the exact tile after the tile by
@@ -1128,7 +1157,7 @@ def test_empty_batch_returns_empty_result():
 
 
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), float('-inf')])
-def test_non_finite_input_propagates(cpu_isa, rows_forward, bad):
+def test_non_finite_input_propagates(cpu_isa, rows, bad):
     x = torch.randn(1, 2, 5, 5)
     x[0, 1, 2, 3] = bad
     w = torch.randn(3, 2, 3, 3)
@@ -1145,8 +1174,7 @@ def test_non_finite_input_propagates(cpu_isa, rows_forward, bad):
 
 
 @pytest.mark.parametrize('offset', [0., 10., 1000.])
-def test_float32_accuracy_with_a_shared_offset(cpu_isa, rows_forward,
-                                               offset):
+def test_float32_accuracy_with_a_shared_offset(cpu_isa, rows, offset):
     """Inputs and filters around the same large value: each output must
     stay accurate elementwise (a kernel computing -sum|x - w| through sums
     of x and w would cancel catastrophically here)."""
