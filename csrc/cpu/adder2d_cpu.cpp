@@ -17,7 +17,9 @@
 //   place instead, strided ones split into stride phases where the map is
 //   wide enough. Layers with many filters and enough outputs run "by
 //   filters" on that padded input: vectors of filters against broadcast
-//   input values, computing only the valid outputs.
+//   input values, computing only the valid outputs. Maps of few positions
+//   run "by rows": each output the L1 distance of a filter row, read as it
+//   is, and a patch row, vectors along K (no filter layout per call).
 // input gradient: per task = (sample, group, block of input channels) the
 //   task owns those channels' planes of dX, so the col2im scatter needs no
 //   atomics. Each MR x NR tile keeps its patch values in registers and
@@ -26,6 +28,8 @@
 //   phase by phase with the taps that reach each phase. The sign rule
 //   has a cheaper tile, acc += [w > x] g, exact where no input equals a
 //   filter value (checked per sample and channel, sign_tie_channels).
+//   Maps of few positions run "by rows" here too: a block of channels'
+//   gradient columns, vectors along K against every filter as it is.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #if defined(__x86_64__)
@@ -809,6 +813,27 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
   return !not_finite;
 }
 
+// Output position l's patch row over `nc` channel planes from `planes`
+// (h x w apart), in the weight's order (channel, tap), to row: 0 at
+// padding taps. Both passes by rows gather their few positions so.
+template <typename T>
+void gather_patch_row(const T* planes, int64_t nc, const Adder2dShape& s,
+                      int64_t l, T* row) {
+  const int64_t oh = l / s.wout, ow = l % s.wout;
+  for (int64_t c = 0; c < nc; ++c) {
+    const T* plane = planes + c * s.h * s.w;
+    for (int64_t i = 0; i < s.kh; ++i) {
+      const int64_t hi = oh * s.sh - s.ph + i * s.dh;
+      for (int64_t j = 0; j < s.kw; ++j) {
+        const int64_t wi = ow * s.sw - s.pw + j * s.dw;
+        *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
+                     ? plane[hi * s.w + wi]
+                     : T(0);
+      }
+    }
+  }
+}
+
 // The forward by rows (forward_rows_impl) for maps of few positions: each
 // position's patch row packed [P][K] (zeros for padding), then tasks of
 // (group, block of filters) read the filters as they are. Any layer (the
@@ -820,21 +845,9 @@ void forward_by_rows(const T* x, const T* w, T* y, const Adder2dShape& s) {
   T* const xp = scratch<T, 3>(s.groups * P * K);
   at::parallel_for(0, s.groups * P, 1, [&](int64_t b, int64_t e) {
     for (int64_t gq = b; gq < e; ++gq) {
-      const int64_t g = gq / P, q = gq % P, n = q / L;
-      const int64_t oh = q % L / s.wout, ow = q % L % s.wout;
-      T* row = xp + gq * K;
-      for (int64_t c = 0; c < cin_g; ++c) {
-        const T* plane = x + (n * s.c + g * cin_g + c) * s.h * s.w;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t hi = oh * s.sh - s.ph + i * s.dh;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t wi = ow * s.sw - s.pw + j * s.dw;
-            *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
-                         ? plane[hi * s.w + wi]
-                         : T(0);
-          }
-        }
-      }
+      const int64_t g = gq / P, q = gq % P;
+      gather_patch_row(x + (q / L * s.c + g * cin_g) * s.h * s.w, cin_g, s,
+                       q % L, xp + gq * K);
     }
   });
   std::vector<int64_t> yoff(P);
@@ -1899,23 +1912,8 @@ void backward_input_by_rows(const T* go, const T* x, const T* w, T* gx,
       const int64_t n = ng / s.groups, g = ng % s.groups;
       const int64_t nc = std::min(cb, cin_g - c0), kb = nc * taps;
       const int64_t cfirst = n * s.c + g * cin_g + c0;  // (n, channel) plane
-      // Patch rows of the block (0 at padding taps).
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t oh = l / s.wout, ow = l % s.wout;
-        T* row = xc + l * ldx;
-        for (int64_t c = 0; c < nc; ++c) {
-          const T* plane = x + (cfirst + c) * s.h * s.w;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            const int64_t hi = oh * s.sh - s.ph + i * s.dh;
-            for (int64_t j = 0; j < s.kw; ++j) {
-              const int64_t wi = ow * s.sw - s.pw + j * s.dw;
-              *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
-                           ? plane[hi * s.w + wi]
-                           : T(0);
-            }
-          }
-        }
-      }
+      for (int64_t l = 0; l < L; ++l)
+        gather_patch_row(x + cfirst * s.h * s.w, nc, s, l, xc + l * ldx);
       fn(w + g * cout_g * K + c0 * taps, K, cout_g,
          go + (n * s.cout + g * cout_g) * L, L, xc, ldx, L, kb, dcol);
       // Into the block's planes of dX.
