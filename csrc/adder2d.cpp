@@ -148,6 +148,20 @@ TORCH_LIBRARY_IMPL(adder_det, CompositeExplicitAutograd, m) {
   m.impl("adder2d_backward_weight", &adder_det::adder2d_backward_weight);
 }
 
+namespace {
+// A query of which CPU path a call takes, from Python: its stride, padding
+// and dilation come as lists (IntArrayRef has no pybind caster).
+using PathQuery = bool (*)(const at::Tensor&, const at::Tensor&,
+                           at::IntArrayRef, at::IntArrayRef, at::IntArrayRef,
+                           int64_t);
+template <PathQuery F>
+bool path_query(const at::Tensor& input, const at::Tensor& weight,
+                std::vector<int64_t> stride, std::vector<int64_t> padding,
+                std::vector<int64_t> dilation, int64_t groups) {
+  return F(input, weight, stride, padding, dilation, groups);
+}
+}  // namespace
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "adder_det compiled kernels; the ops are torch.ops.adder_det.*";
   m.def("built_with_cuda", &adder_det::built_with_cuda,
@@ -197,43 +211,23 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_rows_mode", &adder_det::set_rows_mode,
         "Set the by-rows mode: auto, always or never; returns the previous "
         "one. For tests and benchmarks, between calls.");
-  m.def(
-      "rows_forward_runs",
-      [](const at::Tensor& input, const at::Tensor& weight,
-         std::vector<int64_t> stride, std::vector<int64_t> padding,
-         std::vector<int64_t> dilation, int64_t groups) {
-        return adder_det::rows_forward_runs(input, weight, stride, padding,
-                                            dilation, groups);
-      },
-      "Whether the CPU forward of adder2d(input, weight, stride, padding, "
-      "dilation, groups) would run by rows (mode, shape).");
-  m.def(
-      "rows_input_grad_runs",
-      [](const at::Tensor& input, const at::Tensor& weight,
-         std::vector<int64_t> stride, std::vector<int64_t> padding,
-         std::vector<int64_t> dilation, int64_t groups) {
-        return adder_det::rows_input_grad_runs(input, weight, stride, padding,
-                                               dilation, groups);
-      },
-      "Whether the CPU input gradient of adder2d(input, weight, stride, "
-      "padding, dilation, groups) would run by rows (mode, shape, ISA).");
+  m.def("rows_forward_runs", &path_query<&adder_det::rows_forward_runs>,
+        "Whether the CPU forward of adder2d(input, weight, stride, padding, "
+        "dilation, groups) would run by rows (mode, shape).");
+  m.def("rows_input_grad_runs",
+        &path_query<&adder_det::rows_input_grad_runs>,
+        "Whether the CPU input gradient of adder2d(input, weight, stride, "
+        "padding, dilation, groups) would run by rows (mode, shape, ISA).");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "
         "thresholds (auto), wherever the input allows (always) or never.");
   m.def("set_sparse_forward_mode", &adder_det::set_sparse_forward_mode,
         "Set the sparse forward's mode: auto, always or never; returns the "
         "previous one. For tests and benchmarks, between calls.");
-  m.def(
-      "sparse_forward_tried",
-      [](const at::Tensor& input, const at::Tensor& weight,
-         std::vector<int64_t> stride, std::vector<int64_t> padding,
-         std::vector<int64_t> dilation, int64_t groups) {
-        return adder_det::sparse_forward_tried(input, weight, stride, padding,
-                                               dilation, groups);
-      },
-      "Whether the CPU forward of adder2d(input, weight, stride, padding, "
-      "dilation, groups) would try skipping the input's zeros (mode, shape, "
-      "a sample of the input).");
+  m.def("sparse_forward_tried", &path_query<&adder_det::sparse_forward_tried>,
+        "Whether the CPU forward of adder2d(input, weight, stride, padding, "
+        "dilation, groups) would try skipping the input's zeros (mode, shape, "
+        "a sample of the input).");
   m.def("cpu_isa", &adder_det::cpu_isa,
         "The instruction set the CPU kernels run now: avx512, avx2 or "
         "generic.");
