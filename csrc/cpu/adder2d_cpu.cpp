@@ -813,25 +813,33 @@ bool forward_by_filters(const T* x, const T* w, const T* shift,
   return !not_finite;
 }
 
-// Output position l's patch row over `nc` channel planes from `planes`
-// (h x w apart), in the weight's order (channel, tap), to row: 0 at
-// padding taps. Both passes by rows gather their few positions so.
-template <typename T>
-void gather_patch_row(const T* planes, int64_t nc, const Adder2dShape& s,
-                      int64_t l, T* row) {
+// Calls f(at) for each term of output position l's patch row over `nc`
+// channel planes (h x w apart), in the weight's order (channel, tap): at
+// the input value's offset from the first plane, -1 at a padding tap. The
+// passes by rows gather their few positions' rows and scatter their
+// gradient columns back so.
+template <typename F>
+void for_each_patch_term(int64_t nc, const Adder2dShape& s, int64_t l,
+                         F&& f) {
   const int64_t oh = l / s.wout, ow = l % s.wout;
-  for (int64_t c = 0; c < nc; ++c) {
-    const T* plane = planes + c * s.h * s.w;
+  for (int64_t c = 0; c < nc; ++c)
     for (int64_t i = 0; i < s.kh; ++i) {
       const int64_t hi = oh * s.sh - s.ph + i * s.dh;
       for (int64_t j = 0; j < s.kw; ++j) {
         const int64_t wi = ow * s.sw - s.pw + j * s.dw;
-        *row++ = hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
-                     ? plane[hi * s.w + wi]
-                     : T(0);
+        f(hi >= 0 && hi < s.h && wi >= 0 && wi < s.w
+              ? (c * s.h + hi) * s.w + wi
+              : int64_t(-1));
       }
     }
-  }
+}
+// Position l's patch row (0 at padding taps) from nc planes to row.
+template <typename T>
+void gather_patch_row(const T* planes, int64_t nc, const Adder2dShape& s,
+                      int64_t l, T* row) {
+  for_each_patch_term(nc, s, l, [&](int64_t at) {
+    *row++ = at >= 0 ? planes[at] : T(0);
+  });
 }
 
 // The forward by rows (forward_rows_impl) for maps of few positions: each
@@ -1920,19 +1928,11 @@ void backward_input_by_rows(const T* go, const T* x, const T* w, T* gx,
       T* const gxb = gx + cfirst * s.h * s.w;
       std::fill(gxb, gxb + nc * s.h * s.w, T(0));
       for (int64_t l = 0; l < L; ++l) {
-        const int64_t oh = l / s.wout, ow = l % s.wout;
         const T* d = dcol + l * ldx;
-        for (int64_t c = 0; c < nc; ++c) {
-          T* plane = gxb + c * s.h * s.w;
-          for (int64_t i = 0; i < s.kh; ++i) {
-            const int64_t hi = oh * s.sh - s.ph + i * s.dh;
-            for (int64_t j = 0; j < s.kw; ++j, ++d) {
-              const int64_t wi = ow * s.sw - s.pw + j * s.dw;
-              if (hi >= 0 && hi < s.h && wi >= 0 && wi < s.w)
-                plane[hi * s.w + wi] += *d;
-            }
-          }
-        }
+        for_each_patch_term(nc, s, l, [&](int64_t at) {
+          if (at >= 0) gxb[at] += *d;
+          ++d;
+        });
       }
     }
   });

@@ -137,6 +137,25 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
 #endif
 }
 
+// acc + g * G(w - x), G the input gradient's rule: the sign rule exact
+// (add_sign_times: ties and NaN 0), hardtanh clamp(w - x, -1, 1) (NaN
+// stays NaN). ng = -g, one and mone = +-1 splats.
+template <typename T, bool kSign>
+ADDER_INLINE typename Vec<T>::type add_input_grad_term(
+    typename Vec<T>::type acc, typename Vec<T>::type w,
+    typename Vec<T>::type x, typename Vec<T>::type g,
+    typename Vec<T>::type ng, typename Vec<T>::type one,
+    typename Vec<T>::type mone) {
+  if constexpr (kSign) {
+    return add_sign_times<T>(acc, w, x, g, ng, one);
+  } else {
+    auto d = w - x;
+    d = d > one ? one : d;
+    d = d < mone ? mone : d;
+    return acc + g * d;
+  }
+}
+
 // The baseline build computes in the baseline ISA's 16-byte vectors (SSE2,
 // NEON), two for each of AVX2's 32-byte ones, so its tiles cover the same
 // lanes: GCC lowers a compare or select on vectors wider than the target's
@@ -872,6 +891,7 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, MF = kRowsMF, MQ = kRowsMQ;
   const int64_t kv = K / W * W;
+  const V one = opaque_one(vsplat<T>(1));
   for (int64_t f = 0; f < nf; f += MF)
     for (int64_t q = 0; q < nq; q += MQ) {
       // Rows past nf / nq repeat the last one (their sums are dropped).
@@ -880,7 +900,6 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
       for (int i = 0; i < MF; ++i) wr[i] = w + std::min(f + i, nf - 1) * K;
       for (int j = 0; j < MQ; ++j) xr[j] = xp + std::min(q + j, nq - 1) * K;
       V acc[MF][MQ] = {};
-      const V one = opaque_one(vsplat<T>(1));
       for (int64_t k = 0; k < kv; k += W) {
         V a[MF], b[MQ];
 #pragma GCC unroll 8
@@ -911,6 +930,39 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
 // exact, ties 0). kRowsBwdMQ positions x kRowsBwdNV vectors a tile (their
 // patch values and sums in registers: 16 + 2 + 4 of 32; 8 + 2 + 2 of 16).
 constexpr int kRowsBwdMQ = kVecBytes == 64 ? 4 : 2, kRowsBwdNV = 2;
+// One tile: NV vectors from column k of positions qj[0..MQ) (rows past the
+// first mq repeat the last; their sums are dropped), into dcol rows q...
+template <typename T, bool kSign, int NV>
+ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
+                                           int64_t nf, const T* go,
+                                           int64_t ldg, const T* xc,
+                                           int64_t ldx, const int64_t* qj,
+                                           int64_t q, int mq, int64_t k,
+                                           T* dcol) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width, MQ = kRowsBwdMQ;
+  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
+  V xv[MQ][NV], acc[MQ][NV] = {};
+  for (int j = 0; j < MQ; ++j)
+    for (int v = 0; v < NV; ++v)
+      xv[j][v] = vload<T>(xc + qj[j] * ldx + k + v * W);
+  for (int64_t f = 0; f < nf; ++f) {
+    V wv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) wv[v] = vload<T>(w + f * ldw + k + v * W);
+#pragma GCC unroll 8
+    for (int j = 0; j < MQ; ++j) {
+      const V gv = vsplat<T>(go[qj[j] + f * ldg]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[j][v] = add_input_grad_term<T, kSign>(acc[j][v], wv[v], xv[j][v],
+                                                  gv, -gv, one, mone);
+    }
+  }
+  for (int j = 0; j < mq; ++j)
+    for (int v = 0; v < NV; ++v)
+      std::memcpy(dcol + (q + j) * ldx + k + v * W, &acc[j][v], sizeof(V));
+}
 // Positions [0, nq) (patch rows ldx apart from xc, each kb values; g of
 // position j, filter f at go[j + f * ldg]), filters [0, nf) (row f at
 // w + f * ldw, its k-th value for the block's k): dcol rows ldx apart.
@@ -919,68 +971,20 @@ inline void backward_input_rows_impl(const T* w, int64_t ldw, int64_t nf,
                                      const T* go, int64_t ldg, const T* xc,
                                      int64_t ldx, int64_t nq, int64_t kb,
                                      T* dcol) {
-  using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, MQ = kRowsBwdMQ, NV = kRowsBwdNV;
-  const int64_t kv = kb / (NV * W) * (NV * W);
-  const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
+  const int64_t kv = kb / (NV * W) * (NV * W), kw = kb / W * W;
   for (int64_t q = 0; q < nq; q += MQ) {
-    // Positions past nq repeat the last one (their sums are dropped).
     int64_t qj[MQ];
     for (int j = 0; j < MQ; ++j) qj[j] = std::min(q + j, nq - 1);
     const int mq = (int)std::min<int64_t>(MQ, nq - q);
-    for (int64_t k = 0; k < kv; k += NV * W) {
-      V xv[MQ][NV], acc[MQ][NV] = {};
-      for (int j = 0; j < MQ; ++j)
-        for (int v = 0; v < NV; ++v)
-          xv[j][v] = vload<T>(xc + qj[j] * ldx + k + v * W);
-      for (int64_t f = 0; f < nf; ++f) {
-        V wv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) wv[v] = vload<T>(w + f * ldw + k + v * W);
-#pragma GCC unroll 8
-        for (int j = 0; j < MQ; ++j) {
-          const V gv = vsplat<T>(go[qj[j] + f * ldg]);
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) {
-            if (kSign) {
-              acc[j][v] =
-                  add_sign_times<T>(acc[j][v], wv[v], xv[j][v], gv, -gv, one);
-            } else {
-              V d = wv[v] - xv[j][v];
-              d = d > one ? one : d;
-              d = d < mone ? mone : d;
-              acc[j][v] += gv * d;
-            }
-          }
-        }
-      }
-      for (int j = 0; j < mq; ++j)
-        for (int v = 0; v < NV; ++v)
-          std::memcpy(dcol + (q + j) * ldx + k + v * W, &acc[j][v], sizeof(V));
-    }
-    // The block's last kb - kv values: whole vectors, then one at a time.
-    const int64_t kw = kb / W * W;
-    for (int64_t k = kv; k < kw; k += W) {
-      V xv[MQ], acc[MQ] = {};
-      for (int j = 0; j < MQ; ++j) xv[j] = vload<T>(xc + qj[j] * ldx + k);
-      for (int64_t f = 0; f < nf; ++f) {
-        const V wv = vload<T>(w + f * ldw + k);
-#pragma GCC unroll 8
-        for (int j = 0; j < MQ; ++j) {
-          const V gv = vsplat<T>(go[qj[j] + f * ldg]);
-          if (kSign) {
-            acc[j] = add_sign_times<T>(acc[j], wv, xv[j], gv, -gv, one);
-          } else {
-            V d = wv - xv[j];
-            d = d > one ? one : d;
-            d = d < mone ? mone : d;
-            acc[j] += gv * d;
-          }
-        }
-      }
-      for (int j = 0; j < mq; ++j)
-        std::memcpy(dcol + (q + j) * ldx + k, &acc[j], sizeof(V));
-    }
+    // Tiles of NV vectors, then of one, then the last kb - kw values one
+    // at a time.
+    for (int64_t k = 0; k < kv; k += NV * W)
+      backward_input_rows_tile<T, kSign, NV>(w, ldw, nf, go, ldg, xc, ldx,
+                                             qj, q, mq, k, dcol);
+    for (int64_t k = kv; k < kw; k += W)
+      backward_input_rows_tile<T, kSign, 1>(w, ldw, nf, go, ldg, xc, ldx,
+                                            qj, q, mq, k, dcol);
     for (int j = 0; j < mq; ++j)
       for (int64_t k = kw; k < kb; ++k) {
         const T x = xc[(q + j) * ldx + k];
@@ -1519,17 +1523,9 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
     for (int i = 0; i < MR; ++i) {
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        if (kSign) {
-          acc[i][v] = add_sign_times<T>(acc[i][v], wi, xv[i][v], gv[v],
-                                        ngv[v], one);
-        } else {
-          V d = wi - xv[i][v];
-          d = d > one ? one : d;
-          d = d < mone ? mone : d;
-          acc[i][v] += gv[v] * d;
-        }
-      }
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = add_input_grad_term<T, kSign>(acc[i][v], wi, xv[i][v],
+                                                  gv[v], ngv[v], one, mone);
     }
   }
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
