@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "../adder2d.h"
+#include "path_mode.h"
 
 #define ADDER_INLINE inline __attribute__((always_inline))
 
@@ -311,22 +312,6 @@ bool use_forward_by_filters(const Adder2dShape& s) {
   // The filter packing gathers values NF x K apart with int32 offsets.
   return s.cout_g() >= min_filters && s.n * s.hout * s.wout >= 64 &&
          s.k() < (int64_t(1) << 26);
-}
-
-// The switches of CPU paths that tests and benchmarks force on or off (the
-// sparse forward, the sign rule's fast tile): by their thresholds (auto),
-// always, or never.
-enum PathMode : int { kModeAuto = 0, kModeAlways, kModeNever };
-const char* const kModeNames[] = {"auto", "always", "never"};
-// Sets `mode` to the one called `name` (an error naming `setter` if none
-// is); returns the previous one's name.
-std::string exchange_mode(std::atomic<int>& mode, const std::string& name,
-                          const char* setter) {
-  for (int i = kModeAuto; i <= kModeNever; ++i)
-    if (name == kModeNames[i]) return kModeNames[mode.exchange(i)];
-  TORCH_CHECK(false, setter, ": '", name,
-              "' is not one of auto, always, never");
-  return {};
 }
 
 #ifdef ADDER_HAVE_X86_ISAS
