@@ -78,7 +78,8 @@ namespace {
 // Filter gradient through the identity (PAPERS.md section 1)
 //   sum_{n,l} g(t,n,l) (X(k,n,l) - F(t,k)) = conv_weight_grad(g, X)(t,k)
 //                                          - F(t,k) * sum_{n,l} g(t,n,l),
-// so the heavy part runs on the vendor convolution (oneDNN / cuDNN).
+// so the heavy part runs on the vendor convolution (oneDNN / cuDNN), or on
+// the CPU for unpadded 1x1 layers as matmuls (csrc/cpu/filter_grad_cpu.cpp).
 // Accumulation is FP32 or better: half inputs are widened, and TF32 is
 // switched off for the call (the subtraction would amplify its error).
 at::Tensor adder2d_backward_weight(const at::Tensor& grad_output,
@@ -96,8 +97,8 @@ at::Tensor adder2d_backward_weight(const at::Tensor& grad_output,
   const auto g = widen ? grad_output.to(at::kFloat) : grad_output;
   const auto x = widen ? input.to(at::kFloat) : input;
   const auto f = widen ? weight.to(at::kFloat) : weight;
-  at::Tensor gx;
-  {
+  at::Tensor gx = matmul_filter_grad_term(g, x, s);
+  if (!gx.defined()) {
     auto& ctx = at::globalContext();
     const bool tf32 = ctx.allowTF32CuDNN();
     ctx.setAllowTF32CuDNN(false);
@@ -218,6 +219,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         &path_query<&adder_det::rows_input_grad_runs>,
         "Whether the CPU input gradient of adder2d(input, weight, stride, "
         "padding, dilation, groups) would run by rows (mode, shape, ISA).");
+  m.def("matmul_filter_grad_mode", &adder_det::matmul_filter_grad_mode,
+        "Whether the CPU filter gradient of unpadded 1x1 layers runs as "
+        "matmuls (auto: groups == 1), also grouped ones (always) or never "
+        "(the convolution weight gradient, as other layers).");
+  m.def("set_matmul_filter_grad_mode",
+        &adder_det::set_matmul_filter_grad_mode,
+        "Set the filter gradient's matmul mode: auto, always or never; "
+        "returns the previous one. For tests and benchmarks, between calls.");
+  m.def("matmul_filter_grad_runs",
+        &path_query<&adder_det::matmul_filter_grad_runs>,
+        "Whether the filter gradient of adder2d(input, weight, stride, "
+        "padding, dilation, groups) would run as matmuls (mode, shape, "
+        "device).");
   m.def("sparse_forward_mode", &adder_det::sparse_forward_mode,
         "Whether the CPU forward skips a non-negative input's zeros by its "
         "thresholds (auto), wherever the input allows (always) or never.");

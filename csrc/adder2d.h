@@ -85,6 +85,23 @@ bool sparse_forward_tried(const at::Tensor& input, const at::Tensor& weight,
                           at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation, int64_t groups);
 
+// The filter gradient's convolution term sum_{n,l} g(n,t,l) X_col(n,k,l)
+// (csrc/adder2d.cpp) of an unpadded 1x1 layer on the CPU, as one matmul a
+// sample (and group), where the mode says so ("auto": groups == 1;
+// "always": grouped ones too; "never"); an undefined tensor where not
+// (the caller runs the convolution weight gradient). g and x widened to
+// float32 or float64 by the caller. set_matmul_filter_grad_mode returns
+// the previous mode; matmul_filter_grad_runs says whether a call would
+// take it. For tests and benchmarks, between calls.
+at::Tensor matmul_filter_grad_term(const at::Tensor& grad_output,
+                                   const at::Tensor& input,
+                                   const Adder2dShape& s);
+std::string matmul_filter_grad_mode();
+std::string set_matmul_filter_grad_mode(const std::string& name);
+bool matmul_filter_grad_runs(const at::Tensor& input, const at::Tensor& weight,
+                             at::IntArrayRef stride, at::IntArrayRef padding,
+                             at::IntArrayRef dilation, int64_t groups);
+
 // The instruction set the CPU kernels run: the best this CPU has of
 // "avx512", "avx2", "generic", or lower where set_cpu_isa (or the
 // ADDER_DET_CPU_ISA environment variable, read at the first CPU call)

@@ -7,9 +7,10 @@ The compiled CPU kernels pick some paths by the CPU and by thresholds
 ReLU output, the min form by adds (AMD Zen 1 and the baseline build; the
 sparse forward's min terms too), the AVX-512 tiles in 256-bit vectors (AMD
 Zen 4), the forward and input gradient by rows of maps with few
-positions. Each has a setter that forces it, so a new host can be asked
+positions, the filter gradient of 1x1 layers by matmuls. Each has a setter that forces it, so a new host can be asked
 which setting pays, layer by layer: this times the forward (or the
-sign rule's input gradient) of a tools/benchmark_op.py layer set under each
+sign rule's input gradient, or the filter gradient) of a
+tools/benchmark_op.py layer set under each
 setting in turn, round after round (so a slow spell of a shared host hits
 every setting), and prints median milliseconds and each setting's time over
 the first one's; then the sums. Inputs: N(0, 1), or its ReLU shifted so
@@ -19,6 +20,7 @@ that a given fraction is zero (`--zeros 0.45`).
     python tools/benchmark_cpu_modes.py sparse_forward never,always --zeros 0.45
     python tools/benchmark_cpu_modes.py cpu_isa avx512,avx2 --layers 1x1
     python tools/benchmark_cpu_modes.py rows never,always --set fcos --layers P6,P7,extra
+    python tools/benchmark_cpu_modes.py matmul_filter_grad never,auto --op filter_grad --layers 1x1
 """
 import argparse
 import os
@@ -34,6 +36,7 @@ from tools.benchmark_op import (LAYER_SETS, scaled_size,  # noqa: E402
 # switch name -> the extension's setter (each returns the previous value).
 SETTERS = dict(half_width_tile='set_half_width_tile_mode',
                rows='set_rows_mode',
+               matmul_filter_grad='set_matmul_filter_grad_mode',
                sparse_forward='set_sparse_forward_mode',
                min_add='set_min_add_mode',
                sign_fast='set_sign_fast_mode',
@@ -60,8 +63,9 @@ def main():
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--zeros', type=float, help='ReLU inputs with this '
                    'fraction of zeros (default: N(0, 1) inputs)')
-    p.add_argument('--op', choices=['forward', 'input_grad'],
-                   default='forward', help='input_grad: the sign rule')
+    p.add_argument('--op', choices=['forward', 'input_grad', 'filter_grad'],
+                   default='forward', help='input_grad: the sign rule; '
+                   'filter_grad: the filter gradient (without eta)')
     p.add_argument('--rounds', type=int, default=9)
     p.add_argument('--threads', type=int)
     p.add_argument('--cpu-isa', choices=['avx512', 'avx2', 'generic'],
@@ -119,10 +123,13 @@ def main():
             else:
                 ho = (hw + 2 * (k // 2) - k) // stride + 1
                 g = torch.randn(args.batch, cout, ho, ho, generator=gen)
+                op = (torch.ops.adder_det.adder2d_backward_input
+                      if args.op == 'input_grad' else
+                      torch.ops.adder_det.adder2d_backward_weight)
+                extra = (True,) if args.op == 'input_grad' else ()
 
                 def call():
-                    torch.ops.adder_det.adder2d_backward_input(
-                        g, x, w, *conf, True)
+                    op(g, x, w, *conf, *extra)
             def under(v, call=call):  # the setter (~1 us) is timed too
                 def run():
                     setter(v)

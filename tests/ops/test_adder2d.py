@@ -993,6 +993,79 @@ def test_filter_gradient_is_full_precision_difference(base_seed):
         torch.testing.assert_close(w.grad, expect, rtol=1e-10, atol=1e-10)
 
 
+@pytest.fixture(params=['auto', 'always', 'never'])
+def matmul_filter_grad(request, compiled):
+    """Runs the test with the CPU filter gradient's matmul mode set."""
+    yield from _extension_setting('set_matmul_filter_grad_mode',
+                                  request.param)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
+                                   torch.bfloat16])
+@pytest.mark.parametrize('n,c,hw,cout,stride,groups', [
+    (2, 40, (9, 7), 24, (1, 1), 1),
+    (3, 16, (8, 11), 20, (2, 3), 1),
+    (1, 33, (5, 5), 17, (2, 2), 1),
+    (2, 12, (6, 9), 8, (3, 1), 4),
+    (2, 6, (7, 7), 12, (2, 2), 6),  # depthwise, 2 filters a channel
+])
+def test_pointwise_filter_gradient(matmul_filter_grad, dtype, n, c, hw,
+                                   cout, stride, groups):
+    """The filter gradient of unpadded 1x1 layers (matmuls a sample where
+    the mode takes them) against the reference, channels-last inputs too;
+    half inputs accumulate in float32 (rel. error of the bfloat16 output
+    rounding)."""
+    ext = _backend.load_extension()
+    x = torch.randn(n, c, *hw, dtype=torch.float64)
+    w = torch.randn(cout, c // groups, 1, 1, dtype=torch.float64)
+    conf = (list(stride), [0, 0], [1, 1], groups)
+    ho, wo = [(s - 1) // st + 1 for s, st in zip(hw, stride)]
+    g = torch.randn(n, cout, ho, wo, dtype=torch.float64)
+    expect = ref.adder2d_backward_weight(g, x, w, *conf)
+    assert ext.matmul_filter_grad_runs(x, w, *conf) == (
+        matmul_filter_grad == 'always' or
+        (matmul_filter_grad == 'auto' and groups == 1))
+    tol = TOL.get(dtype, 1e-2)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xd = x.to(dtype).contiguous(memory_format=layout)
+        got = torch.ops.adder_det.adder2d_backward_weight(
+            g.to(dtype), xd, w.to(dtype), *conf)
+        assert got.dtype == dtype and got.shape == w.shape
+        expect_d = ref.adder2d_backward_weight(
+            g.to(dtype).double(), xd.double(), w.to(dtype).double(), *conf)
+        assert rel_err(got, expect_d) < tol, (layout, rel_err(got, expect_d))
+        if dtype == torch.float64:
+            assert rel_err(got, expect) < TOL[dtype]
+
+
+def test_matmul_filter_grad_choice(compiled):
+    """auto by default: the filter gradient of unpadded 1x1 layers with one
+    group runs as matmuls on the CPU, others through the convolution weight
+    gradient; always adds grouped 1x1 layers; never none; an unknown name is
+    refused by name."""
+    ext = _backend.load_extension()
+    assert ext.matmul_filter_grad_mode() == 'auto'
+
+    def runs(k, pad=0, groups=1, stride=1):
+        x = torch.randn(2, 8, 6, 6)
+        w = torch.randn(4, 8 // groups, k, k)
+        return ext.matmul_filter_grad_runs(x, w, [stride] * 2, [pad] * 2,
+                                           [1, 1], groups)
+    assert runs(1) and runs(1, stride=2)
+    assert not runs(3, pad=1) and not runs(1, pad=1) and not runs(1, groups=2)
+    try:
+        ext.set_matmul_filter_grad_mode('always')
+        assert runs(1, groups=2) and runs(1, groups=4)
+        assert not runs(3, pad=1) and not runs(1, pad=1)
+        ext.set_matmul_filter_grad_mode('never')
+        assert not runs(1)
+    finally:
+        ext.set_matmul_filter_grad_mode('auto')
+    with pytest.raises(RuntimeError, match="'often' is not one of"):
+        ext.set_matmul_filter_grad_mode('often')
+    assert ext.matmul_filter_grad_mode() == 'auto'
+
+
 def test_eta_scales_filter_gradient_norm_not_direction():
     torch.manual_seed(1)
     x = torch.randn(2, 5, 8, 8, dtype=torch.float64)
