@@ -494,6 +494,10 @@ def main():
                    help='whether the CPU forward and input gradient run by '
                    'rows (vectors along the reduction; default: auto, on '
                    'maps of few positions)')
+    p.add_argument('--matmul-filter-grad', choices=['auto', 'always', 'never'],
+                   help='whether the CPU filter gradient of unpadded 1x1 '
+                   'layers runs as matmuls instead of the convolution '
+                   'weight gradient (default: auto)')
     p.add_argument('--json', action='store_true', help='print JSON only')
     p.add_argument('--memory-only', action='store_true',
                    help=argparse.SUPPRESS)  # the CPU memory child process
@@ -515,7 +519,7 @@ def main():
                 size=args.size, threads=torch.get_num_threads(),
                 torch=torch.__version__, input=args.input)
     for flag in ('cpu_isa', 'sparse_forward', 'min_add',
-                 'half_width_tile', 'rows'):
+                 'half_width_tile', 'rows', 'matmul_filter_grad'):
         if getattr(args, flag) and (device.type != 'cpu' or
                                     info['backend'] != 'compiled'):
             raise SystemExit(f"benchmark_op: --{flag.replace('_', '-')} is "
@@ -538,6 +542,9 @@ def main():
         info['min_adds'] = ext.min_adds()
         info['half_width_tile'] = ext.half_width_tile()
         info['rows'] = ext.rows_mode()
+        if args.matmul_filter_grad:
+            ext.set_matmul_filter_grad_mode(args.matmul_filter_grad)
+        info['matmul_filter_grad'] = ext.matmul_filter_grad_mode()
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         torch.backends.cudnn.allow_tf32 = False

@@ -65,14 +65,16 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
     """--input relu feeds the layers ReLU outputs (half zeros, as reported
     per layer); --sparse-forward, --min-add and --half-width-tile set the
     CPU forward's modes (reported; min_adds and half_width_tile by the CPU
-    in auto mode, the latter only with the AVX-512 kernels)."""
+    in auto mode, the latter only with the AVX-512 kernels); --rows and
+    --matmul-filter-grad theirs."""
     from adder_det.ops._backend import load_extension
     ext = load_extension()
     auto_adds, auto_half = ext.min_adds(), ext.half_width_tile()
     avx512 = ext.cpu_isa() == 'avx512'
     for extra, zeros, mode, adds, half in (
             (['--input', 'relu', '--sparse-forward', 'never', '--min-add',
-              'always', '--half-width-tile', 'always'], 0.5, 'never', True,
+              'always', '--half-width-tile', 'always', '--rows', 'always',
+              '--matmul-filter-grad', 'never'], 0.5, 'never', True,
              avx512),
             (['--input', 'relu', '--min-add', 'never', '--half-width-tile',
               'never'], 0.5, 'auto', False, False),
@@ -87,6 +89,10 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
         assert r['info']['sparse_forward'] == mode
         assert r['info']['min_adds'] == adds
         assert r['info']['half_width_tile'] == half
+        forced = '--rows' in extra
+        assert r['info']['rows'] == ('always' if forced else 'auto')
+        assert r['info']['matmul_filter_grad'] == (
+            'never' if forced else 'auto')
         assert r['info']['input'] == (extra[1] if extra else 'randn')
         for row in r['layers']:
             assert abs(row['input_zeros'] - zeros) < 0.05, row
@@ -120,6 +126,15 @@ def test_benchmark_cpu_modes_times_each_setting():
     assert len(lines) == 3 and lines[1].startswith('s4.conv2 3x3/2')
     assert 'never' in lines[1] and '(1.00)' in lines[1] and 'always' in lines[1]
     assert lines[2].startswith('summed: never')
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_cpu_modes.py', 'matmul_filter_grad',
+         'never,auto', '--op', 'filter_grad', '--layers', 's4.in',
+         '--size', '64', '--rounds', '1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert 'op=filter_grad' in lines[0]
+    assert len(lines) == 3 and lines[1].startswith('s4.in 1x1')
     out = subprocess.run(
         [sys.executable, 'tools/benchmark_cpu_modes.py', 'min_add',
          'never,often', '--layers', 's4.in'],
