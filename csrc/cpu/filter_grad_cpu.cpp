@@ -19,18 +19,18 @@ namespace {
 std::atomic<int> matmul_filter_grad_mode_index{kModeAuto};
 
 // oneDNN's weight gradient against one matmul a sample, accumulated
-// (ResNet-50's and the FCOS neck's 1x1 layers, float32, 2 threads,
-// alternated in one process; docs/benchmarks.md "session 25"): at 224 in,
-// batch 2, 0.28-1.05x the time (the 1024 -> 2048 1x1/2 at 14x14 in 10.4
-// -> 4.9 ms, 64 -> 64 at 56x56 0.28x), summed 0.76x; batch 8 0.31-1.13x,
-// the slower ones with few positions a sample against many in all (14x14
-// maps: 196 a sample, 1568 in all, 1.02-1.13x), where each sample's matmul
-// reads and writes the whole gradient again for little work. So: where a
-// sample has 512 positions or more, or all samples together 512 or fewer.
-// Grouped layers keep oneDNN (a matmul a sample and group).
+// (ResNet-50's 1x1 layers at 224 in, float32, 2 threads, alternated in one
+// process; docs/benchmarks.md "session 25"): batch 2 0.50-1.03x the time,
+// summed 0.79x (the 1024 -> 2048 1x1/2 at 14x14 in 7.95 -> 4.54 ms). At
+// batch 8, before this rule, the 14x14 maps (196 positions a sample, 1568
+// in all) ran 1.02-1.15x slower: each sample's matmul reads and writes the
+// whole gradient again for little work. So: where a sample has 512
+// positions or more, or all samples together 512 or fewer. Grouped layers
+// keep oneDNN (a matmul a sample and group).
 bool use_matmul_filter_grad(const Adder2dShape& s) {
   const int mode = matmul_filter_grad_mode_index.load();
-  if (mode == kModeNever || s.taps() != 1 || s.ph != 0 || s.pw != 0)
+  if (mode == kModeNever || s.n == 0 || s.taps() != 1 || s.ph != 0 ||
+      s.pw != 0)
     return false;
   if (mode == kModeAlways) return true;
   return s.groups == 1 && (s.l() >= 512 || s.n * s.l() <= 512);

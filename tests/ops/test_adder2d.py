@@ -1040,22 +1040,29 @@ def test_pointwise_filter_gradient(matmul_filter_grad, dtype, n, c, hw,
 
 def test_matmul_filter_grad_choice(compiled):
     """auto by default: the filter gradient of unpadded 1x1 layers with one
-    group runs as matmuls on the CPU, others through the convolution weight
-    gradient; always adds grouped 1x1 layers; never none; an unknown name is
-    refused by name."""
+    group runs as matmuls on the CPU where a sample has 512 positions or
+    more or all together 512 or fewer, others through the convolution
+    weight gradient; always adds grouped 1x1 layers and any map size; never
+    none; an unknown name is refused by name."""
     ext = _backend.load_extension()
     assert ext.matmul_filter_grad_mode() == 'auto'
 
-    def runs(k, pad=0, groups=1, stride=1):
-        x = torch.randn(2, 8, 6, 6)
+    def runs(k, pad=0, groups=1, stride=1, n=2, hw=6):
+        x = torch.randn(n, 8, hw, hw)
         w = torch.randn(4, 8 // groups, k, k)
         return ext.matmul_filter_grad_runs(x, w, [stride] * 2, [pad] * 2,
                                            [1, 1], groups)
     assert runs(1) and runs(1, stride=2)
+    assert runs(1, n=2, hw=16) and runs(1, n=1, hw=23)  # 512, 529 positions
+    assert runs(1, n=8, hw=23) and not runs(1, n=3, hw=14)  # 8 x 529; 588
     assert not runs(3, pad=1) and not runs(1, pad=1) and not runs(1, groups=2)
+    assert not ext.matmul_filter_grad_runs(  # an empty batch: zeros at once
+        torch.randn(0, 8, 6, 6), torch.randn(4, 8, 1, 1), [1, 1], [0, 0],
+        [1, 1], 1)
     try:
         ext.set_matmul_filter_grad_mode('always')
         assert runs(1, groups=2) and runs(1, groups=4)
+        assert runs(1, n=3, hw=14)
         assert not runs(3, pad=1) and not runs(1, pad=1)
         ext.set_matmul_filter_grad_mode('never')
         assert not runs(1)
