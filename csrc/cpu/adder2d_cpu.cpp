@@ -1598,6 +1598,30 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
 // positions), each writing its own part of dX. A strided layer's phase
 // runs only the taps that reach it (3x3/2: 1, 2, 2 and 4 of the 9), as a
 // stride-1 layer of its own; stride 1 is the single phase.
+// Whether the hardtanh rule's exact tiles may clamp by vrangeps
+// (add_input_grad_term): AVX-512, and every input and filter value finite,
+// so that no w - x is NaN (vrangeps would turn it into 1). The check is a
+// pass over both, against cout_g x taps terms a value for the gradient.
+template <typename T>
+bool hardtanh_by_range(const T* x, const T* w, const Adder2dShape& s) {
+#ifdef ADDER_HAVE_X86_ISAS
+  if (active_isa() != kAvx512) return false;
+  const int64_t nx = s.n * s.c * s.h * s.w, chunk = int64_t(1) << 16;
+  if (!avx512::all_finite_impl(w, s.cout * s.k())) return false;
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, (nx + chunk - 1) / chunk, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e && finite; ++i)
+      if (!avx512::all_finite_impl(x + i * chunk,
+                                   std::min(chunk, nx - i * chunk)))
+        finite = false;
+  });
+  return finite;
+#else
+  (void)x, (void)w, (void)s;
+  return false;
+#endif
+}
+
 template <typename T, bool kSign>
 void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
                              const Adder2dShape& s, bool by_phase) {
@@ -1782,6 +1806,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
   }
   // Sign rule: the fast tile where no input meets a filter value.
   const std::vector<uint8_t> tie = sign_fast_ties(x, wr, s, kSign);
+  const bool range = !kSign && hardtanh_by_range(x, w, s);
   const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
   const int64_t lc = 16 * NR;
   std::vector<int64_t> first(phases.size() + 1, 0);  // task index per phase
@@ -1802,7 +1827,7 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
       fn(gp, xq + p.xoff, wph + (one ? 0 : p.woff), goff[pi].data(),
          tie.empty() ? nullptr : tie.data(), gsum, gx, s, p.plane, hg, wg,
          ng / s.groups, ng % s.groups, chunk * lc,
-         std::min(lc, positions - chunk * lc));
+         std::min(lc, positions - chunk * lc), range);
     }
   });
 }
@@ -1867,6 +1892,7 @@ void backward_input_packed(const T* go, const T* x, const T* wt,
   const int64_t cin_g = s.cin_g(), blocks = (cin_g + per - 1) / per;
   const auto fn = ADDER_PICK_ISA(backward_input_chunk_impl<T, kSign>);
   const int nr = ADDER_PICK_ISA(bwd_nr<T, kSign>)();
+  const bool range = !kSign && hardtanh_by_range(x, wt, s);
   at::parallel_for(0, ng_all * blocks, 1, [&](int64_t b, int64_t e) {
     T* gbuf = scratch<T>(s.cout_g() * nr);
     for (int64_t task = b; task < e; ++task) {
@@ -1874,7 +1900,7 @@ void backward_input_packed(const T* go, const T* x, const T* wt,
       const int64_t c0 = blk * per, c1 = std::min(cin_g, c0 + per);
       fn(go, gtot ? gtot + ng * L : nullptr, x, wt,
          tie.empty() ? nullptr : tie.data(), gx, s, ng / s.groups,
-         ng % s.groups, c0, c1, gbuf);
+         ng % s.groups, c0, c1, gbuf, range);
     }
   });
 }

@@ -139,21 +139,72 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
 
 // acc + g * G(w - x), G the input gradient's rule: the sign rule exact
 // (add_sign_times: ties and NaN 0), hardtanh clamp(w - x, -1, 1) (NaN
-// stays NaN). ng = -g, one and mone = +-1 splats.
-template <typename T, bool kSign>
+// stays NaN). ng = -g, one and mone = +-1 splats. The x86 builds clamp with
+// min(1, d) then max(-1, .) (that operand order keeps a NaN d): GCC had
+// made the second select a compare and a blend. kRange (AVX-512, finite
+// inputs and filters only): vrangeps takes of d and 1 the one of smaller
+// magnitude with d's sign (imm 0x2), the clamp in one instruction, but it
+// turns a NaN d into 1. A standalone tile loop (12 rows, AMD Zen 4): 24-30
+// G terms/s a core by range, 17-20 by min and max, 13-15 compare and blend
+// (docs/benchmarks.md "session 25").
+template <typename T, bool kSign, bool kRange = false>
 ADDER_INLINE typename Vec<T>::type add_input_grad_term(
     typename Vec<T>::type acc, typename Vec<T>::type w,
     typename Vec<T>::type x, typename Vec<T>::type g,
     typename Vec<T>::type ng, typename Vec<T>::type one,
     typename Vec<T>::type mone) {
+  using V = typename Vec<T>::type;
   if constexpr (kSign) {
     return add_sign_times<T>(acc, w, x, g, ng, one);
   } else {
-    auto d = w - x;
-    d = d > one ? one : d;
-    d = d < mone ? mone : d;
-    return acc + g * d;
+    const V d = w - x;
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+    if constexpr (kRange && std::is_same_v<T, float>)
+      return (V)_mm512_fmadd_ps(
+          (__m512)g, _mm512_range_ps((__m512)d, (__m512)one, 0x2),
+          (__m512)acc);
+    else if constexpr (kRange)
+      return (V)_mm512_fmadd_pd(
+          (__m512d)g, _mm512_range_pd((__m512d)d, (__m512d)one, 0x2),
+          (__m512d)acc);
+    else if constexpr (std::is_same_v<T, float>)
+      return acc + g * (V)_mm512_max_ps(
+                           (__m512)mone, _mm512_min_ps((__m512)one, (__m512)d));
+    else
+      return acc + g * (V)_mm512_max_pd(
+                           (__m512d)mone,
+                           _mm512_min_pd((__m512d)one, (__m512d)d));
+#elif ADDER_ISA_X86 && ADDER_VEC_BYTES == 32
+    static_assert(!kRange, "vrangeps needs AVX-512");
+    if constexpr (std::is_same_v<T, float>)
+      return acc + g * (V)_mm256_max_ps(
+                           (__m256)mone, _mm256_min_ps((__m256)one, (__m256)d));
+    else
+      return acc + g * (V)_mm256_max_pd(
+                           (__m256d)mone,
+                           _mm256_min_pd((__m256d)one, (__m256d)d));
+#else
+    static_assert(!kRange, "vrangeps needs AVX-512");
+    V c = d > one ? one : d;
+    c = c < mone ? mone : c;
+    return acc + g * c;
+#endif
   }
+}
+
+// Whether p[0, n) are all finite: v * 0 is 0 for a finite v, NaN for inf
+// and NaN (the hardtanh input gradient's range clamp needs finite values).
+template <typename T>
+inline bool all_finite_impl(const T* p, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::width;
+  V acc = {};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) acc += vload<T>(p + i) * T(0);
+  T sum = 0;
+  for (int j = 0; j < W; ++j) sum += acc[j];
+  for (; i < n; ++i) sum += p[i] * T(0);
+  return sum == 0;
 }
 
 // The baseline build computes in the baseline ISA's 16-byte vectors (SSE2,
@@ -1497,7 +1548,7 @@ struct StridedRows {  // row r at p + r * ld
   int64_t ld;
   ADDER_INLINE const T* operator()(int64_t r) const { return p + r * ld; }
 };
-template <typename T, int MR, bool kSign, typename GRows>
+template <typename T, int MR, bool kSign, typename GRows, bool kRange = false>
 ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
                                       GRows grows, const T* const* xrows,
                                       T (*dcol)[bwd_nr<T, kSign>()], int rows) {
@@ -1524,7 +1575,8 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[i][v] = add_input_grad_term<T, kSign>(acc[i][v], wi, xv[i][v],
+        acc[i][v] = add_input_grad_term<T, kSign, kRange>(acc[i][v], wi,
+                                                          xv[i][v],
                                                   gv[v], ngv[v], one, mone);
     }
   }
@@ -1532,25 +1584,34 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
 }
 
 // Exact tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
-// kBwdMR tiles, then one row at a time.
+// kBwdMR tiles, then one row at a time. range: the hardtanh rule clamps by
+// vrangeps (AVX-512; the caller found the inputs and filters finite).
 template <typename T, bool kSign, typename GRows>
 ADDER_INLINE void backward_input_exact_rows(int64_t R, const T* wt,
                                             int64_t ldw, GRows grows,
                                             const T* const* xrows,
                                             T (*dcol)[bwd_nr<T, kSign>()],
-                                            int rows) {
-  for (int i = 0; i < rows;) {
-    const T* w = wt + i * ldw;
-    if (rows - i >= kBwdMR) {
-      backward_input_tile<T, kBwdMR, kSign>(R, w, ldw, grows, xrows + i,
-                                            dcol + i, kBwdMR);
-      i += kBwdMR;
-    } else {
-      backward_input_tile<T, 1, kSign>(R, w, ldw, grows, xrows + i, dcol + i,
-                                       1);
-      i += 1;
+                                            int rows, bool range) {
+  auto tiles = [&](auto by_range) {
+    constexpr bool kRange = decltype(by_range)::value;
+    for (int i = 0; i < rows;) {
+      const T* w = wt + i * ldw;
+      if (rows - i >= kBwdMR) {
+        backward_input_tile<T, kBwdMR, kSign, GRows, kRange>(
+            R, w, ldw, grows, xrows + i, dcol + i, kBwdMR);
+        i += kBwdMR;
+      } else {
+        backward_input_tile<T, 1, kSign, GRows, kRange>(
+            R, w, ldw, grows, xrows + i, dcol + i, 1);
+        i += 1;
+      }
     }
-  }
+  };
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if (!kSign && range) return tiles(std::true_type());
+#endif
+  (void)range;
+  tiles(std::false_type());
 }
 
 // The sign rule where no filter value equals an input value and nothing is
@@ -1744,7 +1805,7 @@ inline void backward_input_exact_channel_impl(const T* gpg,
     const T* xr[1] = {xrow + lq};
     T dcol[1][NR];
     backward_input_exact_rows<T, true>(
-        R, wrow, R, OffsetRows<T>{gpg + lq, goff}, xr, dcol, 1);
+        R, wrow, R, OffsetRows<T>{gpg + lq, goff}, xr, dcol, 1, false);
     for (int j = 0; j < NR; ++j) {
       const int64_t h = (lq + j) / wg, w = (lq + j) % wg;
       if (h < rows && w < cols) gxc[h * cols + w] = dcol[0][j];
@@ -1954,7 +2015,7 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
                                       const uint8_t* tie, T* gx,
                                       const Adder2dShape& s, int64_t n,
                                       int64_t g, int64_t c0, int64_t c1,
-                                      T* gbuf) {
+                                      T* gbuf, bool range) {
   constexpr int NR = bwd_nr<T, kSign>();
   constexpr int kRows = kSign ? std::max(kBwdMR, kBwdFastMR) : kBwdMR;
   const int64_t K = s.k(), L = s.l(), cout_g = s.cout_g(), T_ = s.taps();
@@ -2079,7 +2140,7 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
         }
       }
       backward_input_exact_rows<T, kSign>(cout_g, wg + r * cout_g, cout_g, gr,
-                                          xr, dcol, rows);
+                                          xr, dcol, rows, range);
       add_rows([&](int i, int j) { return dcol[i][j]; });
     }
   }
@@ -2107,7 +2168,7 @@ inline void backward_input_implicit_chunk_impl(
     const T* gp, const T* xq, const T* wr, const int64_t* goff,
     const uint8_t* tie, const T* gsum, T* gx, const Adder2dShape& s,
     const DxPlane& ph, int64_t hg, int64_t wg, int64_t n, int64_t g,
-    int64_t lq0, int64_t lc) {
+    int64_t lq0, int64_t lc, bool range) {
   constexpr int NR = bwd_nr<T, kSign>();
   const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), R = cout_g * ph.taps;
   const int64_t gplane = hg * wg, xplane = ph.rows * wg, HW = s.h * s.w;
@@ -2137,7 +2198,7 @@ inline void backward_input_implicit_chunk_impl(
       rows_from(c, rows, xr, kBwdMR);
       T dcol[kBwdMR][NR];
       backward_input_exact_rows<T, kSign>(R, wgrp + c * R, R, gr, xr, dcol,
-                                          rows);
+                                          rows, range);
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < NR; ++j)
           if (dst[j] >= 0) gxg[(c + i) * HW + dst[j]] = dcol[i][j];

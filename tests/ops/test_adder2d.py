@@ -274,6 +274,40 @@ def test_each_cpu_kernel_path_matches_reference(cpu_isa, path, dtype,
         run_case(case, dtype)
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('path', sorted(PATH_CASES))
+def test_hardtanh_input_gradient_non_finite(cpu_isa, path, dtype):
+    """The hardtanh rule's input gradient on every path with NaN and +-inf
+    inputs and filter values: clamp(+-inf) = +-1, NaN (and inf - inf)
+    stays NaN, as the reference (the AVX-512 tiles clamp with vrangeps)."""
+    from .cases import Case
+    kw = dict(dict(dilation=(1, 1)), **PATH_CASES[path])
+    with _path_case_settings(kw):
+        case = Case(seed=11, n=2, bias=False, eta=None, input_grad='hardtanh',
+                    **kw)
+        x, w, _ = case.tensors(dtype)
+        x[0, 0, 0, 0] = x[0, -1, 1, 2] = float('nan')
+        x[1, -1, -1, 0] = float('inf')
+        x[1, 0, 0, -1] = float('-inf')
+        w[-1, 0, 0, 0] = float('inf')
+        w[0, -1, -1, -1] = float('-inf')
+        conf = case.conf()
+        hout, wout = ref.output_size((case.h, case.w), case.kernel,
+                                     case.stride, case.padding, case.dilation)
+        g = torch.randn(case.n, case.cout, hout, wout,
+                        generator=torch.Generator().manual_seed(3),
+                        dtype=torch.float64)
+        got = torch.ops.adder_det.adder2d_backward_input(
+            g.to(dtype), x, w, *conf, False)
+        expect = ref.adder2d_backward_input(g, x.double(), w.double(), *conf,
+                                            False)
+        assert torch.equal(torch.isnan(got), torch.isnan(expect))
+        assert torch.isnan(expect).any() and torch.isfinite(expect).any()
+        fin = torch.isfinite(expect)
+        assert torch.isfinite(got[fin]).all()
+        assert rel_err(got[fin], expect[fin]) < TOL[dtype]
+
+
 @contextlib.contextmanager
 def _path_case_settings(kw):
     """Pops a PATH_CASES case's settings from kw and applies them for the
