@@ -199,7 +199,7 @@ def plain_resnet50(conv):
     return Net()
 
 
-def network_pair(impl):
+def network_pair(impl, input_grad='sign'):
     """(conv ResNet-50, AdderResNet-50) builders for --network-impl."""
     if impl in ('auto', 'mmdet'):
         try:
@@ -213,7 +213,7 @@ def network_pair(impl):
         else:
             register_all_modules()
             adder = dict(type='AdderResNet', depth=50,
-                         conv_cfg=dict(type='Adder', input_grad='sign'))
+                         conv_cfg=dict(type='Adder', input_grad=input_grad))
 
             def build(cfg):
                 return MODELS.build(dict(cfg, norm_eval=False,
@@ -227,7 +227,7 @@ def network_pair(impl):
         return torch.nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
 
     def adder(cin, cout, k, stride):
-        return Adder2d(cin, cout, k, stride, k // 2, input_grad='sign')
+        return Adder2d(cin, cout, k, stride, k // 2, input_grad=input_grad)
     return 'plain', (lambda: plain_resnet50(conv),
                      lambda: plain_resnet50(adder))
 
@@ -235,7 +235,7 @@ def network_pair(impl):
 def network_steps(args, device):
     """The conv ResNet-50 and the AdderResNet-50, each as one
     forward+backward step on the same input: (impl, {name: step})."""
-    impl, builders = network_pair(args.network_impl)
+    impl, builders = network_pair(args.network_impl, args.input_grad)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     steps = {}
     for name, build in zip(('conv', 'adder'), builders):
@@ -408,13 +408,14 @@ def bench_layer(spec, args, device):
 
     def adder_fwd():
         with torch.no_grad():
-            adder2d(x, w_add, None, stride, pad, input_grad='sign')
+            adder2d(x, w_add, None, stride, pad, input_grad=args.input_grad)
 
     def conv_fwdbwd():
         F.conv2d(xg, wcg, None, stride, pad).sum().backward()
 
     def adder_fwdbwd():
-        adder2d(xg, wag, None, stride, pad, input_grad='sign').sum().backward()
+        adder2d(xg, wag, None, stride, pad,
+                input_grad=args.input_grad).sum().backward()
 
     hout = (size + 2 * pad - k) // stride + 1
     macs = args.batch * cout * cin * k * k * hout * hout
@@ -494,6 +495,10 @@ def main():
                    help='whether the CPU forward and input gradient run by '
                    'rows (vectors along the reduction; default: auto, on '
                    'maps of few positions)')
+    p.add_argument('--input-grad', choices=['sign', 'hardtanh'],
+                   default='sign', help="the adder layers' input-gradient "
+                   "rule (default: sign, the paper configs'; hardtanh is "
+                   "Adder2d's own default, AdderNet's rule)")
     p.add_argument('--matmul-filter-grad', choices=['auto', 'always', 'never'],
                    help='whether the CPU filter gradient of unpadded 1x1 '
                    'layers runs as matmuls instead of the convolution '
@@ -517,7 +522,8 @@ def main():
                              f'matches --layers {args.layers}')
     info = dict(device=str(device), backend=backend(), batch=args.batch,
                 size=args.size, threads=torch.get_num_threads(),
-                torch=torch.__version__, input=args.input)
+                torch=torch.__version__, input=args.input,
+                input_grad=args.input_grad)
     for flag in ('cpu_isa', 'sparse_forward', 'min_add',
                  'half_width_tile', 'rows', 'matmul_filter_grad'):
         if getattr(args, flag) and (device.type != 'cpu' or

@@ -66,7 +66,7 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
     per layer); --sparse-forward, --min-add and --half-width-tile set the
     CPU forward's modes (reported; min_adds and half_width_tile by the CPU
     in auto mode, the latter only with the AVX-512 kernels); --rows and
-    --matmul-filter-grad theirs."""
+    --matmul-filter-grad theirs; --input-grad the adder layers' rule."""
     from adder_det.ops._backend import load_extension
     ext = load_extension()
     auto_adds, auto_half = ext.min_adds(), ext.half_width_tile()
@@ -74,7 +74,8 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
     for extra, zeros, mode, adds, half in (
             (['--input', 'relu', '--sparse-forward', 'never', '--min-add',
               'always', '--half-width-tile', 'always', '--rows', 'always',
-              '--matmul-filter-grad', 'never'], 0.5, 'never', True,
+              '--matmul-filter-grad', 'never', '--input-grad', 'hardtanh'],
+             0.5, 'never', True,
              avx512),
             (['--input', 'relu', '--min-add', 'never', '--half-width-tile',
               'never'], 0.5, 'auto', False, False),
@@ -93,6 +94,7 @@ def test_benchmark_op_input_and_cpu_modes_are_applied_and_reported():
         assert r['info']['rows'] == ('always' if forced else 'auto')
         assert r['info']['matmul_filter_grad'] == (
             'never' if forced else 'auto')
+        assert r['info']['input_grad'] == ('hardtanh' if forced else 'sign')
         assert r['info']['input'] == (extra[1] if extra else 'randn')
         for row in r['layers']:
             assert abs(row['input_zeros'] - zeros) < 0.05, row
