@@ -139,14 +139,15 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
 
 // acc + g * G(w - x), G the input gradient's rule: the sign rule exact
 // (add_sign_times: ties and NaN 0), hardtanh clamp(w - x, -1, 1) (NaN
-// stays NaN). ng = -g, one and mone = +-1 splats. The x86 builds clamp with
-// min(1, d) then max(-1, .) (that operand order keeps a NaN d): GCC had
-// made the second select a compare and a blend. kRange (AVX-512, finite
-// inputs and filters only): vrangeps takes of d and 1 the one of smaller
-// magnitude with d's sign (imm 0x2), the clamp in one instruction, but it
-// turns a NaN d into 1. A standalone tile loop (12 rows, AMD Zen 4): 24-30
-// G terms/s a core by range, 17-20 by min and max, 13-15 compare and blend
-// (docs/benchmarks.md "session 25").
+// stays NaN). ng = -g, one and mone = +-1 splats. The x86 builds clamp
+// with min(1, d) then max(-1, .) (that operand order keeps a NaN d): in
+// the AVX-512 build GCC had made the second select a compare into a mask
+// and a masked move (the AVX2 build: the same time either way). kRange
+// (AVX-512, finite inputs and filters only): vrangeps takes of d and 1 the
+// one of smaller magnitude with d's sign (imm 0x2), the clamp in one
+// instruction, but it turns a NaN d into 1. A standalone tile loop (12
+// rows, AMD Zen 4): 24-30 G terms/s a core by range, 17-20 by min and
+// max, 13-15 compare and blend (docs/benchmarks.md "session 25").
 template <typename T, bool kSign, bool kRange = false>
 ADDER_INLINE typename Vec<T>::type add_input_grad_term(
     typename Vec<T>::type acc, typename Vec<T>::type w,
