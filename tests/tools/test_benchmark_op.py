@@ -113,34 +113,33 @@ def test_benchmark_sign_rule_runs_and_names_the_isa():
     assert len(lines) == 3 and lines[-1].startswith('s4.in 1x1')
 
 
+def _cpu_modes(*args):
+    return subprocess.run(
+        [sys.executable, 'tools/benchmark_cpu_modes.py', *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 def test_benchmark_cpu_modes_times_each_setting():
     """tools/benchmark_cpu_modes.py: one line per layer with each setting's
-    time and ratio to the first, then the sums; an unknown setting is
-    refused by name."""
-    out = subprocess.run(
-        [sys.executable, 'tools/benchmark_cpu_modes.py', 'sparse_forward',
-         'never,always', '--layers', 's4.conv2 3x3/2', '--size', '64',
-         '--zeros', '0.5', '--rounds', '1'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    time and ratio to the first, then the sums (the filter gradient too);
+    an unknown setting is refused by name."""
+    out = _cpu_modes('sparse_forward', 'never,always', '--layers',
+                     's4.conv2 3x3/2', '--size', '64', '--zeros', '0.5',
+                     '--rounds', '1')
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith('switch=sparse_forward values=never,always')
     assert len(lines) == 3 and lines[1].startswith('s4.conv2 3x3/2')
     assert 'never' in lines[1] and '(1.00)' in lines[1] and 'always' in lines[1]
     assert lines[2].startswith('summed: never')
-    out = subprocess.run(
-        [sys.executable, 'tools/benchmark_cpu_modes.py', 'matmul_filter_grad',
-         'never,auto', '--op', 'filter_grad', '--layers', 's4.in',
-         '--size', '64', '--rounds', '1'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = _cpu_modes('matmul_filter_grad', 'never,auto', '--op',
+                     'filter_grad', '--layers', 's4.in', '--size', '64',
+                     '--rounds', '1')
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert 'op=filter_grad' in lines[0]
     assert len(lines) == 3 and lines[1].startswith('s4.in 1x1')
-    out = subprocess.run(
-        [sys.executable, 'tools/benchmark_cpu_modes.py', 'min_add',
-         'never,often', '--layers', 's4.in'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = _cpu_modes('min_add', 'never,often', '--layers', 's4.in')
     assert out.returncode != 0
     assert "'often' is not one of auto, always, never" in out.stderr
 
