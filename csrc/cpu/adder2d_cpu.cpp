@@ -1591,13 +1591,6 @@ bool backward_input_by_channels(const T* gp, const T* gsum, const T* x,
   return true;
 }
 
-// Input gradient in place (see backward_input_implicit_chunk_impl), by
-// stride phase: pads the output gradient once into planes [hg][wg] that
-// every phase reads with its own tap offsets, re-pitches each phase's
-// input positions to wg, and runs tasks of (sample, group, phase, chunk of
-// positions), each writing its own part of dX. A strided layer's phase
-// runs only the taps that reach it (3x3/2: 1, 2, 2 and 4 of the 9), as a
-// stride-1 layer of its own; stride 1 is the single phase.
 // Whether the hardtanh rule's exact tiles may clamp by vrangeps
 // (add_input_grad_term): AVX-512, and every input and filter value finite,
 // so that no w - x is NaN (vrangeps would turn it into 1). The check is a
@@ -1622,6 +1615,13 @@ bool hardtanh_by_range(const T* x, const T* w, const Adder2dShape& s) {
 #endif
 }
 
+// Input gradient in place (see backward_input_implicit_chunk_impl), by
+// stride phase: pads the output gradient once into planes [hg][wg] that
+// every phase reads with its own tap offsets, re-pitches each phase's
+// input positions to wg, and runs tasks of (sample, group, phase, chunk of
+// positions), each writing its own part of dX. A strided layer's phase
+// runs only the taps that reach it (3x3/2: 1, 2, 2 and 4 of the 9), as a
+// stride-1 layer of its own; stride 1 is the single phase.
 template <typename T, bool kSign>
 void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
                              const Adder2dShape& s, bool by_phase) {

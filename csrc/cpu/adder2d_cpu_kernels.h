@@ -1576,9 +1576,8 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[i][v] = add_input_grad_term<T, kSign, kRange>(acc[i][v], wi,
-                                                          xv[i][v],
-                                                  gv[v], ngv[v], one, mone);
+        acc[i][v] = add_input_grad_term<T, kSign, kRange>(
+            acc[i][v], wi, xv[i][v], gv[v], ngv[v], one, mone);
     }
   }
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
@@ -2003,7 +2002,8 @@ inline void sum_planes_impl(const T* src, int64_t count, int64_t plane,
 // pass over a panel, from a copy in gbuf (cout_g x NR, zero-padded).
 //
 // tie: as in the in-place path below, one flag per (sample, channel), null
-// for no fast tile; rows of a flagged channel take the exact tile.
+// for no fast tile; rows of a flagged channel take the exact tile. range:
+// the hardtanh rule's exact tiles clamp by vrangeps (hardtanh_by_range).
 //
 // Where a block's NR positions lie in one output row (stride 1 along it)
 // and a patch row's tap stays inside the input for all of them, that row
@@ -2159,6 +2159,9 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
 // values as [groups][cin_g][R], R = cout_g * taps (the phase's taps), term
 // r = t * taps + tap. A task owns positions [lq0, lq0 + lc) of (n, g) for
 // every channel of the group: plain stores to dX at (h0 + h sh, w0 + w sw).
+//
+// range: the hardtanh rule's exact tiles clamp by vrangeps (the caller
+// found every input and filter value finite: hardtanh_by_range).
 //
 // Sign rule, fast tile: tie is one flag per (sample, channel), set where the
 // channel has an input value equal to one of its filter values or a NaN
