@@ -1922,6 +1922,7 @@ void backward_input_by_rows(const T* go, const T* x, const T* w, T* gx,
   const int64_t cblocks = (cin_g + cb - 1) / cb;
   const auto fn = sign_grad ? ADDER_PICK_ISA(backward_input_rows_impl<T, true>)
                             : ADDER_PICK_ISA(backward_input_rows_impl<T, false>);
+  const bool range = !sign_grad && hardtanh_by_range(x, w, s);
   at::parallel_for(0, s.n * s.groups * cblocks, 1, [&](int64_t b, int64_t e) {
     const int64_t ldx = cb * taps;
     T* xc = scratch<T>(2 * L * ldx);
@@ -1934,7 +1935,7 @@ void backward_input_by_rows(const T* go, const T* x, const T* w, T* gx,
       for (int64_t l = 0; l < L; ++l)
         gather_patch_row(x + cfirst * s.h * s.w, nc, s, l, xc + l * ldx);
       fn(w + g * cout_g * K + c0 * taps, K, cout_g,
-         go + (n * s.cout + g * cout_g) * L, L, xc, ldx, L, kb, dcol);
+         go + (n * s.cout + g * cout_g) * L, L, xc, ldx, L, kb, dcol, range);
       // Into the block's planes of dX.
       T* const gxb = gx + cfirst * s.h * s.w;
       std::fill(gxb, gxb + nc * s.h * s.w, T(0));

@@ -984,7 +984,7 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
 constexpr int kRowsBwdMQ = kVecBytes == 64 ? 4 : 2, kRowsBwdNV = 2;
 // One tile: NV vectors from column k of positions qj[0..MQ) (rows past the
 // first mq repeat the last; their sums are dropped), into dcol rows q...
-template <typename T, bool kSign, int NV>
+template <typename T, bool kSign, int NV, bool kRange = false>
 ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
                                            int64_t nf, const T* go,
                                            int64_t ldg, const T* xc,
@@ -1007,8 +1007,8 @@ ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
       const V gv = vsplat<T>(go[qj[j] + f * ldg]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[j][v] = add_input_grad_term<T, kSign>(acc[j][v], wv[v], xv[j][v],
-                                                  gv, -gv, one, mone);
+        acc[j][v] = add_input_grad_term<T, kSign, kRange>(
+            acc[j][v], wv[v], xv[j][v], gv, -gv, one, mone);
     }
   }
   for (int j = 0; j < mq; ++j)
@@ -1018,25 +1018,37 @@ ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
 // Positions [0, nq) (patch rows ldx apart from xc, each kb values; g of
 // position j, filter f at go[j + f * ldg]), filters [0, nf) (row f at
 // w + f * ldw, its k-th value for the block's k): dcol rows ldx apart.
+// range: the hardtanh rule clamps by vrangeps (AVX-512; the caller found
+// the inputs and filters finite).
 template <typename T, bool kSign>
 inline void backward_input_rows_impl(const T* w, int64_t ldw, int64_t nf,
                                      const T* go, int64_t ldg, const T* xc,
                                      int64_t ldx, int64_t nq, int64_t kb,
-                                     T* dcol) {
+                                     T* dcol, bool range) {
   constexpr int W = Vec<T>::width, MQ = kRowsBwdMQ, NV = kRowsBwdNV;
   const int64_t kv = kb / (NV * W) * (NV * W), kw = kb / W * W;
+  (void)range;  // read by the AVX-512 build only
   for (int64_t q = 0; q < nq; q += MQ) {
     int64_t qj[MQ];
     for (int j = 0; j < MQ; ++j) qj[j] = std::min(q + j, nq - 1);
     const int mq = (int)std::min<int64_t>(MQ, nq - q);
     // Tiles of NV vectors, then of one, then the last kb - kw values one
     // at a time.
-    for (int64_t k = 0; k < kv; k += NV * W)
-      backward_input_rows_tile<T, kSign, NV>(w, ldw, nf, go, ldg, xc, ldx,
-                                             qj, q, mq, k, dcol);
-    for (int64_t k = kv; k < kw; k += W)
-      backward_input_rows_tile<T, kSign, 1>(w, ldw, nf, go, ldg, xc, ldx,
-                                            qj, q, mq, k, dcol);
+    auto tiles = [&](auto by_range) {
+      constexpr bool kRange = decltype(by_range)::value;
+      for (int64_t k = 0; k < kv; k += NV * W)
+        backward_input_rows_tile<T, kSign, NV, kRange>(
+            w, ldw, nf, go, ldg, xc, ldx, qj, q, mq, k, dcol);
+      for (int64_t k = kv; k < kw; k += W)
+        backward_input_rows_tile<T, kSign, 1, kRange>(
+            w, ldw, nf, go, ldg, xc, ldx, qj, q, mq, k, dcol);
+    };
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+    if (!kSign && range)
+      tiles(std::true_type());
+    else
+#endif
+      tiles(std::false_type());
     for (int j = 0; j < mq; ++j)
       for (int64_t k = kw; k < kb; ++k) {
         const T x = xc[(q + j) * ldx + k];
