@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The one GPU check: build the CUDA extension, run the op tests (CUDA kernels
-# against the CPU reference, plus the CPU suite), then the op benchmark, and
-# the whole detector: where mmdet/mmcv are installed its training iteration,
-# else the networks traced by --prepare (tools/benchmark_detector.py
-# --graphs: backbone, neck and head forward+backward, an upper bound on the
-# iteration's ratio). Needs torch with CUDA, nvcc and pytest.
+# The one GPU check: build the CUDA extension, run the CUDA op tests (the
+# kernels against the CPU reference), then the op benchmark, and the whole
+# detector: where mmdet/mmcv are installed its training iteration, else the
+# networks traced by --prepare (tools/benchmark_detector.py --graphs:
+# backbone, neck and head forward+backward, an upper bound on the
+# iteration's ratio); the kernel variants; then the CPU op suite on that
+# machine's CPU. Needs torch with CUDA, nvcc and pytest.
 #
 #   bash tools/gpu_check.sh --prepare  # here, with mmdet: writes gpu_graphs/
 #   bash tools/gpu_check.sh            # there (carry gpu_graphs); logs to
@@ -42,21 +43,30 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$OUT/gpu.txt"
 echo "compiler: $CXX ($("$CXX" --version | head -1))" | tee -a "$OUT/gpu.txt"
 
-echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
+# Each section's header says how long the check has run, to size the next
+# GPU session's call.
+t_start=$(date +%s)
+section() { echo "== $1 ($(( $(date +%s) - t_start )) s in)"; }
+section "build (arch $TORCH_CUDA_ARCH_LIST)"
 t0=$(date +%s)
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 python3 -c 'import torch; from adder_det import _C; assert _C.built_with_cuda(), "no CUDA kernels"; print("adder_det._C with CUDA")' || exit 1
 
-echo "== tests"
-ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest tests/ops -q -rs 2>&1 | tee "$OUT/tests.log" | tail -25
+# CUDA tests first, the CPU op suite (this host's CPU, another kind than
+# CI's) last, on the last build: if a call runs out of time, it is what is
+# lost.
+CUDA_TESTS=(tests/ops/test_adder2d_cuda.py tests/ops/test_autocast.py
+            tests/ops/test_adder2d.py::test_bad_input_checked_in_compiled_op_too)
+section "tests: CUDA kernels against the CPU reference"
+ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest "${CUDA_TESTS[@]}" -q -rs 2>&1 | tee "$OUT/tests.log" | tail -25
 rc=${PIPESTATUS[0]}
 
-echo "== benchmark: ResNet-50 layers and the whole network, batch 2, 224x224"
+section "benchmark: ResNet-50 layers and the whole network, batch 2, 224x224"
 python3 tools/benchmark_op.py --device cuda --repeat 10 --network 2>&1 | tee "$OUT/bench_224.txt"
-echo "== benchmark: ResNet-50 and FCOS neck/head layers, the whole ResNet-50, batch 2, 800x800"
+section "benchmark: ResNet-50 and FCOS neck/head layers, the whole ResNet-50, batch 2, 800x800"
 python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 8 --network 2>&1 | tee "$OUT/bench_800.txt"
-echo "== benchmark: Adder FCOS R-50 (B+N+H) against its conv twin and conv FCOS R-50, and with AMP against the twin, batch 2, 800x1333"
+section "benchmark: Adder FCOS R-50 (B+N+H) against its conv twin and conv FCOS R-50, and with AMP against the twin, batch 2, 800x1333"
 if python3 -c 'import mmdet, mmcv' 2>/dev/null; then
   for run in "" "--conv-config $FCOS" "--amp"; do
     python3 tools/benchmark_detector.py $ADDER $run --device cuda --repeat 10 2>>"$OUT/bench_detector.log"
@@ -70,9 +80,15 @@ else
 fi
 IFS=';' read -ra variants <<< "${GPU_CHECK_VARIANTS:-}"
 for v in "${variants[@]}"; do
-  echo "== variant: ADDER_DET_NVCC_FLAGS='$v', ResNet-50 and FCOS layers, batch 2, 800x800"
+  section "variant: ADDER_DET_NVCC_FLAGS='$v', ResNet-50 and FCOS layers, batch 2, 800x800"
   ADDER_DET_NVCC_FLAGS="$v" python3 setup.py build_ext --inplace --force >"$OUT/build_variant.log" 2>&1 ||
     { tail -30 "$OUT/build_variant.log"; continue; }
   python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 0 2>&1 | tee -a "$OUT/bench_variants.txt"
 done
+section "tests: the CPU op suite"
+ADDER_DET_REQUIRE_EXTENSION=1 python3 -m pytest tests/ops -q -rs \
+  --ignore=tests/ops/test_adder2d_cuda.py --ignore=tests/ops/test_autocast.py 2>&1 |
+  tee "$OUT/tests_cpu.log" | tail -15
+[ "${PIPESTATUS[0]}" = 0 ] || rc=1
+section "done"
 exit $rc
