@@ -95,6 +95,52 @@ def test_random_cases_match_reference(cpu_isa, rows, base_seed, dtype):
         run_case(case, dtype)
 
 
+#: Larger random layers on random paths (test_random_layers_on_random_paths);
+#: ADDER_DET_LAYER_CASES=5000 (with ADDER_DET_SEED) makes it a long fuzz run
+#: after a kernel change.
+N_LAYER_CASES = int(os.environ.get('ADDER_DET_LAYER_CASES', '120'))
+PATH_SWITCHES = ('set_rows_mode', 'set_sparse_forward_mode',
+                 'set_min_add_mode', 'set_half_width_tile_mode',
+                 'set_sign_fast_mode', 'set_matmul_filter_grad_mode')
+
+
+def test_random_layers_on_random_paths(compiled, base_seed):
+    """Layers up to ResNet widths (random_layer_case: where the paths'
+    thresholds lie, which random_case's small layers never reach), each on
+    a random instruction set, random path switches (auto / always / never),
+    1 or 2 threads, float32 or float64, inputs that are N(0, 1), a ReLU
+    output, small integers (ties) or offset by 50, in contiguous,
+    channels-last or sliced memory."""
+    import random
+
+    from .cases import random_layer_case
+    ext = _backend.load_extension()
+    isas, threads = ext.cpu_isas(), torch.get_num_threads()
+    saved = {name: getattr(ext, name)('auto') for name in PATH_SWITCHES}
+    isa = ext.cpu_isa()
+    try:
+        for i in range(N_LAYER_CASES):
+            seed = base_seed + 100_000 + i
+            r = random.Random(-seed)
+            settings = dict(isa=r.choice(isas), threads=r.choice([1, 2]),
+                            **{name: r.choice(['auto', 'always', 'never'])
+                               for name in PATH_SWITCHES})
+            ext.set_cpu_isa(settings['isa'])
+            torch.set_num_threads(settings['threads'])
+            for name in PATH_SWITCHES:
+                getattr(ext, name)(settings[name])
+            dtype = torch.float64 if r.random() < 0.15 else torch.float32
+            try:
+                run_case(random_layer_case(seed), dtype)
+            except AssertionError as e:
+                raise AssertionError(f'{e} with {settings}') from None
+    finally:
+        for name, mode in saved.items():
+            getattr(ext, name)(mode)
+        ext.set_cpu_isa(isa)
+        torch.set_num_threads(threads)
+
+
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
 # layers with taps > 1 and <= 128 filters a group (any number with the
 # AVX-512 kernels) read the padded input in place (forward and input
