@@ -1561,13 +1561,19 @@ struct StridedRows {  // row r at p + r * ld
   int64_t ld;
   ADDER_INLINE const T* operator()(int64_t r) const { return p + r * ld; }
 };
+// Each term's add depends on the last (an FMA's latency), so a tile with
+// fewer than 4 accumulators (one or two rows: the tails of the row loops,
+// a tied channel's rows) keeps kU partial sums a row, terms t, t + 1, ...
+// round robin, added at the end (session 26: a 1x1 layer with a tied
+// channel or two had spent 14% of its input gradient in one-row tiles).
 template <typename T, int MR, bool kSign, typename GRows, bool kRange = false>
 ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
                                       GRows grows, const T* const* xrows,
                                       T (*dcol)[bwd_nr<T, kSign>()], int rows) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NV = bwd_nv<kSign>();
-  V acc[MR][NV] = {}, xv[MR][NV];
+  constexpr int kU = MR * NV >= 4 ? 1 : 4 / (MR * NV);
+  V acc[kU][MR][NV] = {}, xv[MR][NV];
   const T* wr[MR];
   for (int i = 0; i < MR; ++i) {
     const int row = std::min(i, rows - 1);
@@ -1575,7 +1581,7 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
     for (int v = 0; v < NV; ++v) xv[i][v] = vload(xrows[row] + v * W);
   }
   const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
-  for (int64_t t = 0; t < R; ++t) {
+  auto term = [&](int64_t t, V (&a)[MR][NV]) {
     V gv[NV], ngv[NV];
     const T* gt = grows(t);
 #pragma GCC unroll 4
@@ -1588,15 +1594,29 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
       const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[i][v] = add_input_grad_term<T, kSign, kRange>(
-            acc[i][v], wi, xv[i][v], gv[v], ngv[v], one, mone);
+        a[i][v] = add_input_grad_term<T, kSign, kRange>(
+            a[i][v], wi, xv[i][v], gv[v], ngv[v], one, mone);
+    }
+  };
+  int64_t t = 0;
+  if constexpr (kU > 1) {
+    for (; t + kU <= R; t += kU) {
+#pragma GCC unroll 4
+      for (int u = 0; u < kU; ++u) term(t + u, acc[u]);
     }
   }
-  for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], acc[i], sizeof(acc[i]));
+  for (; t < R; ++t) term(t, acc[0]);
+  for (int u = 1; u < kU; ++u)
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[0][i][v] += acc[u][i][v];
+  for (int i = 0; i < rows; ++i)
+    std::memcpy(dcol[i], acc[0][i], sizeof(acc[0][i]));
 }
 
 // Exact tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
-// kBwdMR tiles, then one row at a time. range: the hardtanh rule clamps by
+// kBwdMR tiles, then the rest in tiles of 4, 2, 1 (the AVX-512 chunk loops
+// step 6 rows at a time with the sign rule's tie check: a tied channel's 6
+// rows had run one row a tile). range: the hardtanh rule clamps by
 // vrangeps (AVX-512; the caller found the inputs and filters finite).
 template <typename T, bool kSign, typename GRows>
 ADDER_INLINE void backward_input_exact_rows(int64_t R, const T* wt,
@@ -1612,6 +1632,14 @@ ADDER_INLINE void backward_input_exact_rows(int64_t R, const T* wt,
         backward_input_tile<T, kBwdMR, kSign, GRows, kRange>(
             R, w, ldw, grows, xrows + i, dcol + i, kBwdMR);
         i += kBwdMR;
+      } else if (kBwdMR > 4 && rows - i >= 4) {
+        backward_input_tile<T, 4, kSign, GRows, kRange>(
+            R, w, ldw, grows, xrows + i, dcol + i, 4);
+        i += 4;
+      } else if (rows - i >= 2) {
+        backward_input_tile<T, 2, kSign, GRows, kRange>(
+            R, w, ldw, grows, xrows + i, dcol + i, 2);
+        i += 2;
       } else {
         backward_input_tile<T, 1, kSign, GRows, kRange>(
             R, w, ldw, grows, xrows + i, dcol + i, 1);
