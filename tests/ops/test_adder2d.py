@@ -1,6 +1,7 @@
 """adder2d on CPU against the reference (the specification)."""
 import contextlib
 import os
+import random
 import subprocess
 import sys
 import warnings
@@ -111,8 +112,6 @@ def test_random_layers_on_random_paths(compiled, base_seed):
     1 or 2 threads, float32 or float64, inputs that are N(0, 1), a ReLU
     output, small integers (ties) or offset by 50, in contiguous,
     channels-last or sliced memory."""
-    import random
-
     from .cases import random_layer_case
     ext = _backend.load_extension()
     isas, threads = ext.cpu_isas(), torch.get_num_threads()
