@@ -113,31 +113,26 @@ def test_random_layers_on_random_paths(compiled, base_seed):
     output, small integers (ties) or offset by 50, in contiguous,
     channels-last or sliced memory."""
     from .cases import random_layer_case
-    ext = _backend.load_extension()
-    isas, threads = ext.cpu_isas(), torch.get_num_threads()
-    saved = {name: getattr(ext, name)('auto') for name in PATH_SWITCHES}
-    isa = ext.cpu_isa()
-    try:
-        for i in range(N_LAYER_CASES):
-            seed = base_seed + 100_000 + i
-            r = random.Random(-seed)
-            settings = dict(isa=r.choice(isas), threads=r.choice([1, 2]),
-                            **{name: r.choice(['auto', 'always', 'never'])
-                               for name in PATH_SWITCHES})
-            ext.set_cpu_isa(settings['isa'])
-            torch.set_num_threads(settings['threads'])
-            for name in PATH_SWITCHES:
-                getattr(ext, name)(settings[name])
-            dtype = torch.float64 if r.random() < 0.15 else torch.float32
+    isas = _backend.load_extension().cpu_isas()
+    setting = contextlib.contextmanager(_extension_setting)
+    for i in range(N_LAYER_CASES):
+        seed = base_seed + 100_000 + i
+        r = random.Random(-seed)
+        settings = dict(set_cpu_isa=r.choice(isas),
+                        **{name: r.choice(['auto', 'always', 'never'])
+                           for name in PATH_SWITCHES})
+        threads = r.choice([1, 2])
+        dtype = torch.float64 if r.random() < 0.15 else torch.float32
+        with contextlib.ExitStack() as stack:
+            for name, value in settings.items():
+                stack.enter_context(setting(name, value))
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            torch.set_num_threads(threads)
             try:
                 run_case(random_layer_case(seed), dtype)
             except AssertionError as e:
-                raise AssertionError(f'{e} with {settings}') from None
-    finally:
-        for name, mode in saved.items():
-            getattr(ext, name)(mode)
-        ext.set_cpu_isa(isa)
-        torch.set_num_threads(threads)
+                raise AssertionError(
+                    f'{e} with {settings}, {threads} threads') from None
 
 
 # The CPU kernels pick a path per layer (csrc/cpu/adder2d_cpu.cpp): stride-1
