@@ -105,6 +105,51 @@ ADDER_INLINE typename Vec<T>::type add_where_greater(
   return acc + (a > b ? g : zero);
 #endif
 }
+// acc + (*w > x ? g : 0), *w broadcast: on AVX-512 the compare reads it as
+// an embedded broadcast ({1to16}). GCC 12 folds broadcasts into FMAs but
+// not into compares, and a separate 512-bit broadcast from memory takes
+// FP pipe time on Zen 4: the sign rule's standalone 6-row tile ran 30 G
+// terms/s a core with vbroadcastss + vcmpps, 56 with the broadcast embedded
+// (docs/benchmarks.md, session 27). x < w (LT_OQ) is w > x (GT_OQ): both
+// false for NaN.
+template <typename T>
+ADDER_INLINE typename Vec<T>::type add_where_broadcast_greater(
+    typename Vec<T>::type acc, const T* w, typename Vec<T>::type x,
+    typename Vec<T>::type g) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  using V = typename Vec<T>::type;
+  if constexpr (std::is_same_v<T, float>) {
+    __mmask16 m;
+    __asm__("vcmpps $0x11, %1%{1to16%}, %2, %0" : "=k"(m) : "m"(*w), "v"(x));
+    return (V)_mm512_mask_add_ps((__m512)acc, m, (__m512)acc, (__m512)g);
+  } else {
+    __mmask8 m;
+    __asm__("vcmppd $0x11, %1%{1to8%}, %2, %0" : "=k"(m) : "m"(*w), "v"(x));
+    return (V)_mm512_mask_add_pd((__m512d)acc, m, (__m512d)acc, (__m512d)g);
+  }
+#else
+  return add_where_greater<T>(acc, vsplat(*w), x, g);
+#endif
+}
+// acc + (w > x ? *g : 0), *g broadcast: on AVX-512 the masked add reads
+// it as an embedded broadcast (as add_where_broadcast_greater).
+template <typename T>
+ADDER_INLINE typename Vec<T>::type add_broadcast_where_greater(
+    typename Vec<T>::type acc, typename Vec<T>::type w,
+    typename Vec<T>::type x, const T* g) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  if constexpr (std::is_same_v<T, float>) {
+    const __mmask16 m = _mm512_cmp_ps_mask((__m512)w, (__m512)x, _CMP_GT_OQ);
+    __asm__("vaddps %1%{1to16%}, %0, %0%{%2%}" : "+v"(acc) : "m"(*g), "Yk"(m));
+  } else {
+    const __mmask8 m = _mm512_cmp_pd_mask((__m512d)w, (__m512d)x, _CMP_GT_OQ);
+    __asm__("vaddpd %1%{1to8%}, %0, %0%{%2%}" : "+v"(acc) : "m"(*g), "Yk"(m));
+  }
+  return acc;
+#else
+  return add_where_greater<T>(acc, w, x, vsplat(*g));
+#endif
+}
 // acc + g * sign(w - x), with sign 0 for ties and NaN (as the two-compare
 // form gives). AVX-512: vfixupimm maps the classes of d = w - x straight to
 // -1, +0 or +1 (table: NaN +0, zero +0, +1/+inf/positive +1, -inf/negative
@@ -191,6 +236,61 @@ ADDER_INLINE typename Vec<T>::type add_input_grad_term(
     return acc + g * c;
 #endif
   }
+}
+
+// x - *w, *w broadcast: on AVX-512 the subtract reads it as an embedded
+// broadcast (see add_where_broadcast_greater: GCC 12 leaves it a separate
+// vbroadcastss, FP pipe time on Zen 4).
+template <typename T>
+ADDER_INLINE typename Vec<T>::type sub_broadcast(typename Vec<T>::type x,
+                                                 const T* w) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  typename Vec<T>::type d;
+  if constexpr (std::is_same_v<T, float>)
+    __asm__("vsubps %1%{1to16%}, %2, %0" : "=v"(d) : "m"(*w), "v"(x));
+  else
+    __asm__("vsubpd %1%{1to8%}, %2, %0" : "=v"(d) : "m"(*w), "v"(x));
+  return d;
+#else
+  return x - vsplat(*w);
+#endif
+}
+
+// add_input_grad_term with the filter value *w broadcast. AVX-512: from
+// nd = x - w (sub_broadcast) as acc - g * G(nd), G being odd (sign with 0
+// at ties and NaN, the clamp, NaN kept): the same values, one FMA each,
+// without the separate broadcast (12-row tile, Zen 4: docs/benchmarks.md,
+// session 27).
+template <typename T, bool kSign, bool kRange = false>
+ADDER_INLINE typename Vec<T>::type add_input_grad_term_broadcast(
+    typename Vec<T>::type acc, const T* w, typename Vec<T>::type x,
+    typename Vec<T>::type g, typename Vec<T>::type ng,
+    typename Vec<T>::type one, typename Vec<T>::type mone) {
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+  using V = typename Vec<T>::type;
+  (void)ng;
+  const V nd = sub_broadcast<T>(x, w);
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 c =
+        kSign ? _mm512_fixupimm_ps((__m512)nd, (__m512)nd,
+                                   _mm512_set1_epi32(0xA9A9A888), 0)
+        : kRange ? _mm512_range_ps((__m512)nd, (__m512)one, 0x2)
+                 : _mm512_max_ps((__m512)mone,
+                                 _mm512_min_ps((__m512)one, (__m512)nd));
+    return (V)_mm512_fnmadd_ps((__m512)g, c, (__m512)acc);
+  } else {
+    const __m512d c =
+        kSign ? _mm512_fixupimm_pd((__m512d)nd, (__m512d)nd,
+                                   _mm512_set1_epi64(0xA9A9A888), 0)
+        : kRange ? _mm512_range_pd((__m512d)nd, (__m512d)one, 0x2)
+                 : _mm512_max_pd((__m512d)mone,
+                                 _mm512_min_pd((__m512d)one, (__m512d)nd));
+    return (V)_mm512_fnmadd_pd((__m512d)g, c, (__m512d)acc);
+  }
+#else
+  return add_input_grad_term<T, kSign, kRange>(acc, vsplat(*w), x, g, ng, one,
+                                               mone);
+#endif
 }
 
 // Whether p[0, n) are all finite: v * 0 is 0 for a finite v, NaN for inf
@@ -1591,11 +1691,10 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V wi = vsplat(wr[i][t]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        a[i][v] = add_input_grad_term<T, kSign, kRange>(
-            a[i][v], wi, xv[i][v], gv[v], ngv[v], one, mone);
+        a[i][v] = add_input_grad_term_broadcast<T, kSign, kRange>(
+            a[i][v], wr[i] + t, xv[i][v], gv[v], ngv[v], one, mone);
     }
   };
   int64_t t = 0;
@@ -1679,7 +1778,7 @@ ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
     const V gv = vload(grows(t));
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
-      acc[i] = add_where_greater<T>(acc[i], vsplat(wr[i][t]), xv[i], gv);
+      acc[i] = add_where_broadcast_greater<T>(acc[i], wr[i] + t, xv[i], gv);
   }
   for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], &acc[i], sizeof(acc[i]));
 }
@@ -1748,10 +1847,10 @@ ADDER_INLINE void backward_input_cvec_tile(int64_t rc, const T* wv,
     const int64_t o = goff[r];
 #pragma GCC unroll 16
     for (int i = 0; i < MP; ++i) {
-      const V gb = vsplat(gr[i][o]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
-        acc[i][v] = add_where_greater<T>(acc[i][v], wk[v], xr[i][v], gb);
+        acc[i][v] = add_broadcast_where_greater<T>(acc[i][v], wk[v], xr[i][v],
+                                                   gr[i] + o);
     }
   }
   for (int i = 0; i < MP; ++i)
