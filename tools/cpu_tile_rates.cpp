@@ -1,4 +1,4 @@
-// Standalone rates of the CPU forward tile's inner loop, one core, no torch:
+// Standalone rates of the CPU tiles' inner loops, one core, no torch:
 // which register tile and vector width a core runs the min form at (acc +=
 // 2 min(w, x) by FMA: one min and one FMA a MAC) near its peak. The kernels'
 // choices per CPU (csrc/cpu: kFwdMR/kFwdNV, half_width_tiles) come from
@@ -10,9 +10,10 @@
 // shared host hits every variant) for MR filters (broadcast) x NV vectors of
 // positions over a 256-term K block held in L1: 512-bit tiles (AVX-512), and
 // 256-bit tiles as the AVX2 build compiles them (16 registers) and as the
-// AVX-512 build does (32 registers, EVEX). Also the pair rates of min+FMA
-// and min+add (which pipes min shares) and the clock of a dependent add
-// chain, to turn rates into MACs a cycle.
+// AVX-512 build does (32 registers, EVEX); the input gradient's AVX-512
+// tiles with the filter value's broadcast separate or embedded. Also the
+// pair rates of min+FMA and min+add (which pipes min shares) and the clock
+// of a dependent add chain, to turn rates into MACs a cycle.
 #include <immintrin.h>
 // GCC 12 warns that the intrinsics' undefined pass-through operand is
 // uninitialized (as in csrc/cpu).
@@ -56,6 +57,58 @@ ZMM_TARGET void tile_zmm(const float* w, const float* p) {
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v)
       _mm512_store_ps(out + (i * NV + v) * 16, acc[i][v]);
+}
+
+// The input gradient's tiles (AVX-512, MR rows of one zmm of positions, the
+// filter value w[r][i] broadcast, the output-gradient row g[r] a vector):
+// the sign rule's fast tile acc += (w > x ? g : 0) and the hardtanh rule's
+// acc += g * clamp(w - x, -1, 1) (vrangeps). GCC 12 compiles the broadcast
+// as a separate vbroadcastss; the kernels embed it in the compare or
+// subtract ({1to16}, one-instruction asm in csrc/cpu), as "emb" does here.
+#define ZMM_INLINE \
+  __attribute__((always_inline, target("avx512f,avx512vl,avx512dq,fma"))) inline
+ZMM_INLINE __mmask16 less_than_broadcast(__m512 x, const float* w) {
+  __mmask16 m;
+  __asm__("vcmpps $0x11, %1%{1to16%}, %2, %0" : "=k"(m) : "m"(*w), "v"(x));
+  return m;
+}
+ZMM_INLINE __m512 sub_broadcast(__m512 x, const float* w) {
+  __m512 d;
+  __asm__("vsubps %1%{1to16%}, %2, %0" : "=v"(d) : "m"(*w), "v"(x));
+  return d;
+}
+template <int MR, bool kSign, bool kEmbedded>
+__attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void
+input_grad_tile(const float* w, const float* g) {
+  __m512 acc[MR], x[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc[i] = _mm512_setzero_ps();
+    x[i] = _mm512_load_ps(g + 16 * i) * 0.5f;
+  }
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (int k = 0; k < K; ++k) {
+    const __m512 gk = _mm512_load_ps(g + k * 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const float* wi = w + k * MR + i;
+      if (kSign && kEmbedded)
+        acc[i] = _mm512_mask_add_ps(acc[i], less_than_broadcast(x[i], wi),
+                                    acc[i], gk);
+      else if (kSign)
+        acc[i] = _mm512_mask_add_ps(
+            acc[i], _mm512_cmp_ps_mask(_mm512_set1_ps(*wi), x[i], _CMP_GT_OQ),
+            acc[i], gk);
+      else if (kEmbedded)
+        acc[i] = _mm512_fnmadd_ps(
+            gk, _mm512_range_ps(sub_broadcast(x[i], wi), one, 0x2), acc[i]);
+      else
+        acc[i] = _mm512_fmadd_ps(
+            gk, _mm512_range_ps(_mm512_set1_ps(*wi) - x[i], one, 0x2), acc[i]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) _mm512_store_ps(out + i * 16, acc[i]);
 }
 
 // The 256-bit tile body, compiled under the caller's target.
@@ -172,6 +225,16 @@ int main() {
                       tile_zmm<7, 2>, 224));
     vs.push_back(tile("ymm 5x4 (AVX-512 build: by filters)",
                       tile_ymm_evex<5, 4>, 160));
+  }
+  if (avx512 && __builtin_cpu_supports("avx512dq")) {
+    vs.push_back(tile("sign fast tile zmm 6x1 (input gradient)",
+                      input_grad_tile<6, true, false>, 96));
+    vs.push_back(tile("sign fast tile zmm 6x1, emb (the kernels')",
+                      input_grad_tile<6, true, true>, 96));
+    vs.push_back(tile("hardtanh tile zmm 12x1", input_grad_tile<12, false, false>,
+                      192));
+    vs.push_back(tile("hardtanh tile zmm 12x1, emb (the kernels')",
+                      input_grad_tile<12, false, true>, 192));
     vs.push_back(Variant{"ymm min+FMA pairs",
                          [] { pairs_min_fma(kRounds); }, 8.0 * kRounds});
     vs.push_back(Variant{"ymm min+add pairs",

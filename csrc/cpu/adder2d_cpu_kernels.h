@@ -108,10 +108,10 @@ ADDER_INLINE typename Vec<T>::type add_where_greater(
 // acc + (*w > x ? g : 0), *w broadcast: on AVX-512 the compare reads it as
 // an embedded broadcast ({1to16}). GCC 12 folds broadcasts into FMAs but
 // not into compares, and a separate 512-bit broadcast from memory takes
-// FP pipe time on Zen 4: the sign rule's standalone 6-row tile ran 30 G
-// terms/s a core with vbroadcastss + vcmpps, 56 with the broadcast embedded
-// (docs/benchmarks.md, session 27). x < w (LT_OQ) is w > x (GT_OQ): both
-// false for NaN.
+// FP pipe time on Zen 4: the sign rule's 6-row tile ran 31 G terms/s a
+// core with vbroadcastss + vcmpps, 53 with the broadcast embedded
+// (tools/cpu_tile_rates.cpp, docs/benchmarks.md session 27). x < w
+// (LT_OQ) is w > x (GT_OQ): both false for NaN.
 template <typename T>
 ADDER_INLINE typename Vec<T>::type add_where_broadcast_greater(
     typename Vec<T>::type acc, const T* w, typename Vec<T>::type x,
