@@ -82,28 +82,17 @@ ADDER_INLINE V opaque_one(V one) {
   return one;
 }
 
-// acc + (a > b ? g : 0) (false for NaN, and for ties). AVX-512 compares
-// into a mask register and adds under it: 2 instructions against 3
-// (compare, and, add); 32-42 against 23-27 G terms/s a core in a standalone
-// loop of the sign rule's fast tile.
+// acc + (a > b ? g : 0) (false for NaN, and for ties): compare, and, add
+// in the AVX2 and baseline builds. The AVX-512 build compares into a mask
+// register and adds under it (2 instructions against 3; 32-42 against
+// 23-27 G terms/s a core in a standalone loop of the sign rule's fast
+// tile), reading the broadcast operand from memory: the two helpers below.
 template <typename T>
 ADDER_INLINE typename Vec<T>::type add_where_greater(
     typename Vec<T>::type acc, typename Vec<T>::type a,
     typename Vec<T>::type b, typename Vec<T>::type g) {
-  using V = typename Vec<T>::type;
-#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  if constexpr (std::is_same_v<T, float>)
-    return (V)_mm512_mask_add_ps(
-        (__m512)acc, _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_GT_OQ),
-        (__m512)acc, (__m512)g);
-  else
-    return (V)_mm512_mask_add_pd(
-        (__m512d)acc, _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, _CMP_GT_OQ),
-        (__m512d)acc, (__m512d)g);
-#else
-  const V zero = {};
+  const typename Vec<T>::type zero = {};
   return acc + (a > b ? g : zero);
-#endif
 }
 // acc + (*w > x ? g : 0), *w broadcast: on AVX-512 the compare reads it as
 // an embedded broadcast ({1to16}). GCC 12 folds broadcasts into FMAs but
