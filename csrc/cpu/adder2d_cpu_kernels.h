@@ -2217,7 +2217,7 @@ inline void backward_input_chunk_impl(const T* go, const T* gtot_all,
       for (int i = 0; i < rows; ++i) {
         const int64_t c = row_c[r + i - r0];
         const int64_t di = row_di[r + i - r0], dj = row_dj[r + i - r0];
-        if (tie_ng && tie_ng[c]) fast = false;
+        if (tie_ng && tie_ng[c] == kTieExact) fast = false;
         const int64_t h0 = hbase[0] + di, w0 = wbase[0] + dj;
         if (in_row && (flat || (h0 >= 0 && h0 < s.h && w0 >= 0 &&
                                 w0 + NR <= s.w))) {
@@ -2342,18 +2342,23 @@ inline void backward_input_implicit_chunk_impl(
     };
     if constexpr (kSign) {
       if (tie_ng) {
-        // Runs of tie-free channels take the fast tile, the others the
-        // exact one. gtot[j]: the output gradient summed over the terms.
+        // Runs of channels the check did not send to the exact tile take
+        // the fast one (a kTieTerms pair's ties are added afterwards,
+        // add_tie_terms). gtot[j]: the output gradient summed over the terms.
         T gtot[NR] = {};
         const T* gs = gsum + (n * s.groups + g) * gplane + lq;
         for (int64_t tap = 0; tap < ph.taps; ++tap)
           for (int j = 0; j < NR; ++j) gtot[j] += gs[goff[tap] + j];
         for (int64_t c = 0; c < cin_g;) {
-          int run = 0;  // channels from c sharing c's flag, up to one tile
-          const int mr = tie_ng[c] ? kBwdMR : kBwdFastMR;
-          while (c + run < cin_g && run < mr && tie_ng[c + run] == tie_ng[c])
+          // Channels from c taking c's tile, up to one tile (kTieExact:
+          // the exact one; kNoTie, kTieTerms: the fast one).
+          const bool exact_c = tie_ng[c] == kTieExact;
+          const int mr = exact_c ? kBwdMR : kBwdFastMR;
+          int run = 0;
+          while (c + run < cin_g && run < mr &&
+                 (tie_ng[c + run] == kTieExact) == exact_c)
             ++run;
-          if (tie_ng[c]) {
+          if (exact_c) {
             exact(c, run);
           } else {
             const T* xr[kBwdFastMR];

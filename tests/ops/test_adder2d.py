@@ -547,6 +547,47 @@ def test_sign_rule_ties_give_zero(cpu_isa, sign_fast_mode, dtype, cout,
         assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
 
 
+# (kernel, stride, padding, dilation): in place and packed, strided (by
+# stride phase), dilated, 1x1 with and without stride.
+@pytest.mark.parametrize('k,stride,pad,dil', [(3, 1, 1, 1), (3, 2, 1, 1),
+                                              (3, 1, 2, 2), (1, 1, 0, 1),
+                                              (1, 2, 0, 1)])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_sign_rule_few_ties_fast_tile_plus_terms(cpu_isa, sign_fast_mode,
+                                                 dtype, k, stride, pad, dil):
+    """A (sample, channel) pair with a few ties runs the fast tile, which
+    counts a tie as sign -1, and then adds the output gradient of each tie
+    (sign 0 = -1 + 1; csrc/cpu add_tie_terms). Planted here: sample 1 of
+    channel 3 holds one filter value (also at a second filter entry) at
+    three positions, corners included (some of whose taps fall outside the
+    output); sample 0 of channel 4 two values, one of them -0.0 against a
+    +0.0 filter entry; sample 0 of channel 0 is integers against integer
+    filters (too many ties: the exact tile)."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 8, 16, 17, generator=g, dtype=torch.float64)
+    w = torch.randn(40, 8, k, k, generator=g, dtype=torch.float64)
+    x[0, 0] = torch.randint(-2, 3, (16, 17), generator=g).double()
+    w[:, 0] = torch.randint(-2, 3, (40, k, k), generator=g).double()
+    v = w[5, 3, k // 2, k // 2].item()
+    w[7, 3, 0, k - 1] = v
+    for h, ww in ((0, 0), (7, 8), (15, 16)):
+        x[1, 3, h, ww] = v
+    x[0, 4, 3, 3] = w[11, 4, 0, 0]
+    x[0, 4, 9, 2] = -0.0
+    w[2, 4, k - 1, 0] = 0.0
+    x, w = x.to(dtype), w.to(dtype)
+    conf = ([stride] * 2, [pad] * 2, [dil] * 2, 1)
+    y = torch.ops.adder_det.adder2d(x, w, *conf)
+    go = torch.randn(y.shape, generator=g, dtype=torch.float64).to(dtype)
+    got = torch.ops.adder_det.adder2d_backward_input(go, x, w, *conf, True)
+    expect = ref.adder2d_backward_input(go.double(), x.double(), w.double(),
+                                        (stride,) * 2, (pad,) * 2, (dil,) * 2,
+                                        1, True)
+    for n, c in ((1, 3), (0, 4), (0, 0), (0, 3), (1, 4)):
+        err = rel_err(got[n, c], expect[n, c])
+        assert err < TOL[dtype], f'sample {n} channel {c}: rel. error {err:.1e}'
+
+
 @pytest.mark.parametrize('input_grad', ['sign', 'hardtanh'])
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 def test_rows_input_gradient_ties_and_clamps(cpu_isa, dtype, input_grad):
