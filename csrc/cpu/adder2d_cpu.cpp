@@ -27,7 +27,8 @@
 //   in-place kernels take read the input in place instead, a strided one
 //   phase by phase with the taps that reach each phase. The sign rule
 //   has a cheaper tile, acc += [w > x] g, exact where no input equals a
-//   filter value (checked per sample and channel, sign_tie_channels).
+//   filter value (checked per sample and channel, sign_tie_channels), and
+//   where a few do once their terms are added (add_tie_terms).
 //   Maps of few positions run "by rows" here too: a block of channels'
 //   gradient columns, vectors along K against every filter as it is.
 #include <ATen/ATen.h>
@@ -1941,7 +1942,8 @@ void backward_input_implicit(const T* go, const T* x, const T* w, T* gx,
         for (int64_t k = 0; k < q.cols; ++k)
           gx[(nc * s.h + q.h0 + h * s.sh) * s.w + q.w0 + k * s.sw] = T(0);
   }
-  // Sign rule: the fast tile where no input meets a filter value.
+  // Sign rule: the fast tile where no input meets a filter value, or a few
+  // do (their terms added after: add_tie_terms).
   const SignTies<T> tie = sign_fast_ties(x, wr, s, kSign);
   const bool range = !kSign && hardtanh_by_range(x, w, s);
   const auto fn = ADDER_PICK_ISA(backward_input_implicit_chunk_impl<T, kSign>);
