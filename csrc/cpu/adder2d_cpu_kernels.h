@@ -139,6 +139,32 @@ ADDER_INLINE typename Vec<T>::type add_broadcast_where_greater(
   return add_where_greater<T>(acc, w, x, vsplat(*g));
 #endif
 }
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+// G(d) of the input gradient's rules in the AVX-512 build, for
+// add_sign_times, add_input_grad_term and add_input_grad_term_broadcast:
+// the sign rule by vfixupimm (below), hardtanh by vrangeps (kRange) or
+// min(1, d) then max(-1, .) (add_input_grad_term).
+template <typename T, bool kSign, bool kRange>
+ADDER_INLINE typename Vec<T>::type input_grad_rule_avx512(
+    typename Vec<T>::type d, typename Vec<T>::type one,
+    typename Vec<T>::type mone) {
+  using V = typename Vec<T>::type;
+  if constexpr (std::is_same_v<T, float>)
+    return (V)(kSign ? _mm512_fixupimm_ps((__m512)d, (__m512)d,
+                                          _mm512_set1_epi32(0xA9A9A888), 0)
+               : kRange ? _mm512_range_ps((__m512)d, (__m512)one, 0x2)
+                        : _mm512_max_ps((__m512)mone,
+                                        _mm512_min_ps((__m512)one, (__m512)d)));
+  else
+    return (V)(kSign ? _mm512_fixupimm_pd((__m512d)d, (__m512d)d,
+                                          _mm512_set1_epi64(0xA9A9A888), 0)
+               : kRange ? _mm512_range_pd((__m512d)d, (__m512d)one, 0x2)
+                        : _mm512_max_pd((__m512d)mone,
+                                        _mm512_min_pd((__m512d)one,
+                                                      (__m512d)d)));
+}
+#endif
+
 // acc + g * sign(w - x), with sign 0 for ties and NaN (as the two-compare
 // form gives). AVX-512: vfixupimm maps the classes of d = w - x straight to
 // -1, +0 or +1 (table: NaN +0, zero +0, +1/+inf/positive +1, -inf/negative
@@ -151,20 +177,11 @@ ADDER_INLINE typename Vec<T>::type add_sign_times(
     typename Vec<T>::type acc, typename Vec<T>::type w,
     typename Vec<T>::type x, typename Vec<T>::type g,
     typename Vec<T>::type ng, typename Vec<T>::type one) {
-  using V = typename Vec<T>::type;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  (void)ng, (void)one;
-  const V d = w - x;
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512 sg = _mm512_fixupimm_ps(
-        (__m512)d, (__m512)d, _mm512_set1_epi32(0xA9A9A888), 0);
-    return (V)_mm512_fmadd_ps((__m512)g, sg, (__m512)acc);
-  } else {
-    const __m512d sg = _mm512_fixupimm_pd(
-        (__m512d)d, (__m512d)d, _mm512_set1_epi64(0xA9A9A888), 0);
-    return (V)_mm512_fmadd_pd((__m512d)g, sg, (__m512d)acc);
-  }
+  (void)ng;
+  return acc + g * input_grad_rule_avx512<T, true, false>(w - x, one, one);
 #else
+  using V = typename Vec<T>::type;
   const V zero = {};
   const V up = w > x ? g : zero;
   return acc + (w < x ? ng : up) * one;  // the FMA runs on the multiply pipes
@@ -194,21 +211,7 @@ ADDER_INLINE typename Vec<T>::type add_input_grad_term(
   } else {
     const V d = w - x;
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-    if constexpr (kRange && std::is_same_v<T, float>)
-      return (V)_mm512_fmadd_ps(
-          (__m512)g, _mm512_range_ps((__m512)d, (__m512)one, 0x2),
-          (__m512)acc);
-    else if constexpr (kRange)
-      return (V)_mm512_fmadd_pd(
-          (__m512d)g, _mm512_range_pd((__m512d)d, (__m512d)one, 0x2),
-          (__m512d)acc);
-    else if constexpr (std::is_same_v<T, float>)
-      return acc + g * (V)_mm512_max_ps(
-                           (__m512)mone, _mm512_min_ps((__m512)one, (__m512)d));
-    else
-      return acc + g * (V)_mm512_max_pd(
-                           (__m512d)mone,
-                           _mm512_min_pd((__m512d)one, (__m512d)d));
+    return acc + g * input_grad_rule_avx512<T, false, kRange>(d, one, mone);
 #elif ADDER_ISA_X86 && ADDER_VEC_BYTES == 32
     static_assert(!kRange, "vrangeps needs AVX-512");
     if constexpr (std::is_same_v<T, float>)
@@ -256,26 +259,9 @@ ADDER_INLINE typename Vec<T>::type add_input_grad_term_broadcast(
     typename Vec<T>::type g, typename Vec<T>::type ng,
     typename Vec<T>::type one, typename Vec<T>::type mone) {
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  using V = typename Vec<T>::type;
   (void)ng;
-  const V nd = sub_broadcast<T>(x, w);
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512 c =
-        kSign ? _mm512_fixupimm_ps((__m512)nd, (__m512)nd,
-                                   _mm512_set1_epi32(0xA9A9A888), 0)
-        : kRange ? _mm512_range_ps((__m512)nd, (__m512)one, 0x2)
-                 : _mm512_max_ps((__m512)mone,
-                                 _mm512_min_ps((__m512)one, (__m512)nd));
-    return (V)_mm512_fnmadd_ps((__m512)g, c, (__m512)acc);
-  } else {
-    const __m512d c =
-        kSign ? _mm512_fixupimm_pd((__m512d)nd, (__m512d)nd,
-                                   _mm512_set1_epi64(0xA9A9A888), 0)
-        : kRange ? _mm512_range_pd((__m512d)nd, (__m512d)one, 0x2)
-                 : _mm512_max_pd((__m512d)mone,
-                                 _mm512_min_pd((__m512d)one, (__m512d)nd));
-    return (V)_mm512_fnmadd_pd((__m512d)g, c, (__m512d)acc);
-  }
+  return acc - g * input_grad_rule_avx512<T, kSign, kRange>(
+                       sub_broadcast<T>(x, w), one, mone);
 #else
   return add_input_grad_term<T, kSign, kRange>(acc, vsplat(*w), x, g, ng, one,
                                                mone);
