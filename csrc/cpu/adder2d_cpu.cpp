@@ -1254,19 +1254,17 @@ int64_t count_equal(const T* p, int64_t n, T v) {
   for (int64_t i = 0; i < n; ++i) k += p[i] == v;
   return k;
 }
-// Records a tie of value v between a pair's inputs p (HW) and its filter
-// values f (R): flag becomes kTieTerms, or kTieExact past the limits.
-// work: the additions add_tie_terms will make for the pair so far.
+// Records a tie of value v (not yet in values) between a pair's inputs p
+// (HW) and its filter values f (R): flag becomes kTieTerms, or kTieExact
+// past the limits. work: the additions add_tie_terms will make for the
+// pair so far. values are read for kTieTerms pairs only.
 template <typename T>
 void note_tie(uint8_t& flag, std::vector<T>& values, int64_t& work, T v,
               const T* p, int64_t HW, const T* f, int64_t R) {
   if (flag == kTieExact) return;
-  for (const T u : values)
-    if (u == v) return;  // also -0 against +0
   work += count_equal(p, HW, v) * count_equal(f, R, v);
   if ((int)values.size() == kMaxTieValues || work > HW * R / kTieWorkShare) {
     flag = kTieExact;
-    values.clear();
     return;
   }
   values.push_back(v);
@@ -1290,7 +1288,8 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
   const auto insert = ADDER_PICK_ISA(tie_insert<T>);
   const int64_t words = (int64_t)map.size();
   std::vector<int64_t> work(values ? s.n : 0, 0);
-  // Whether sample n's pair already holds v (a value met again: no scan).
+  // Whether sample n's pair already holds v (a value met again: no scan;
+  // -0 and +0 are one value).
   const auto known = [&](int64_t n, T v) {
     if (!values) return false;
     for (const T u : values[n * s.c])
@@ -1326,9 +1325,6 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
             tied(n, v);
         }
       }
-    if (values)
-      for (int64_t n = 0; n < s.n; ++n)
-        if (flag[n * s.c] == kTieExact) values[n * s.c].clear();
     return;
   }
   const bool nan = insert(map.data(), bits, f, R);
@@ -1347,7 +1343,6 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
         else if (!known(n, v) && in(f, R, v))
           tied(n, v);
       }
-    if (values && fl == kTieExact) values[n * s.c].clear();
   }
 }
 // The tie check's result: per (sample, channel) a TieFlag, and the tied
