@@ -500,7 +500,14 @@ ADDER_INLINE void store_interleaved(const typename Vec<T>::type (&v)[MR],
         idx[q] = i == b ? W + k : k;
         sel[q] = i == a || i == b ? -1 : 0;
       }
+#if defined(__clang__)
+      // clang has no __builtin_shuffle (two vectors under a mask vector):
+      // the same lanes one at a time.
+      for (int q = 0; q < W; ++q)
+        if (sel[q]) r[q] = idx[q] < W ? v[a][idx[q]] : v[b][idx[q] - W];
+#else
       r = sel ? __builtin_shuffle(v[a], v[b], idx) : r;
+#endif
     }
     std::memcpy(dst + o * W, &r, sizeof(r));
   }
