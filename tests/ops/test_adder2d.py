@@ -717,6 +717,17 @@ def test_cpu_isa_choice(compiled):
     assert out.returncode != 0 and 'ADDER_DET_CPU_ISA=avx3' in out.stderr
 
 
+def test_extension_imports_before_torch(compiled):
+    """`from adder_det import _C` as a script's first line (as the docs'
+    `adder_det._C.cpu_isa()` invites) loads: the extension links against
+    torch's libraries, which only an import of torch puts in the process."""
+    out = subprocess.run(
+        [sys.executable, '-c', 'from adder_det import _C; print(_C.cpu_isa())'],
+        text=True, capture_output=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == [
+        _backend.load_extension().cpu_isa()], out.stderr[-2000:]
+
+
 def test_sign_fast_mode_choice(compiled):
     """The fast tile's mode: auto by default; always and never are honoured
     (both exact: here always against never on inputs without ties); an
