@@ -53,9 +53,12 @@ def compile_sass(arch, flags):
     nvdisasm = tool('nvdisasm', 'NVDISASM_PATH')
     with tempfile.TemporaryDirectory() as tmp:
         obj = pathlib.Path(tmp) / 'kernels.o'
-        subprocess.run([nvcc, '-std=c++17', '-O3', '-c', str(SOURCE), '-o',
-                        str(obj), f'-gencode=arch=compute_{arch},code=sm_{arch}',
-                        *flags], check=True)
+        build = subprocess.run(
+            [nvcc, '-std=c++17', '-O3', '-c', str(SOURCE), '-o', str(obj),
+             f'-gencode=arch=compute_{arch},code=sm_{arch}', *flags])
+        if build.returncode:
+            sys.exit(f'cuda_loop_mix: nvcc failed on {SOURCE.name} for '
+                     f'sm_{arch} (its message above)')
         env = dict(os.environ, NVDISASM_PATH=str(pathlib.Path(nvdisasm).parent))
         return subprocess.run([cuobjdump, '-sass', str(obj)], check=True,
                               capture_output=True, text=True, env=env).stdout

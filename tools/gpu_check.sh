@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The one GPU check: build the CUDA extension, run the CUDA op tests (the
-# kernels against the CPU reference), then the op benchmark, and the whole
+# The one GPU check: build the CUDA extension, print its kernels' loop mix
+# (tools/cuda_loop_mix.py, where cuobjdump and nvdisasm are), run the CUDA
+# op tests (the kernels against the CPU reference), then the op benchmark,
+# and the whole
 # detector: where mmdet/mmcv are installed its training iteration, else the
 # networks traced by --prepare (tools/benchmark_detector.py --graphs:
 # backbone, neck and head forward+backward, an upper bound on the
@@ -52,6 +54,9 @@ t0=$(date +%s)
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 python3 -c 'import torch; from adder_det import _C; assert _C.built_with_cuda(), "no CUDA kernels"; print("adder_det._C with CUDA")' || exit 1
+
+section "the kernels' reduction loops (SASS, tools/cuda_loop_mix.py)"
+python3 tools/cuda_loop_mix.py --arch "${TORCH_CUDA_ARCH_LIST//./}" 2>&1 | tee "$OUT/loop_mix.txt" | tail -9
 
 # CUDA tests first, the CPU op suite (this host's CPU, another kind than
 # CI's) last, on the last build: if a call runs out of time, it is what is
