@@ -13,9 +13,10 @@ prints its instructions per multiply-accumulate of the TM x TN tile (the
 forward needs 2: FADD, then FADD with the |.| operand; so 2 / that number
 bounds the forward at that share of the FP32 adder ceiling even with every
 latency hidden) and the stall cycles the compiler scheduled per MAC (what
-one warp alone would take; other warps of the scheduler fill the gaps). cuobjdump and nvdisasm ship with the CUDA toolkit; without
-one, PyPI's nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels carry
-them (set CUOBJDUMP / NVDISASM_PATH, or put them on PATH).
+one warp alone would take; other warps of the scheduler fill the gaps).
+cuobjdump and nvdisasm ship with the CUDA toolkit; without it, PyPI's
+nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels carry them (set
+CUOBJDUMP / NVDISASM_PATH, or put them on PATH).
 """
 import argparse
 import collections
@@ -37,13 +38,16 @@ GROUPS = (('FP arithmetic', ARITH), ('shared loads', ('LDS',)),
 
 
 def tool(name, env):
+    """The path of a CUDA toolkit program: env (NVDISASM_PATH: its folder),
+    else PATH; a clear exit where it is missing."""
     path = os.environ.get(env) or shutil.which(name)
     if env == 'NVDISASM_PATH' and os.environ.get(env):
         path = str(pathlib.Path(os.environ[env]) / name)
     if not path or not pathlib.Path(path).exists():
         sys.exit(f'cuda_loop_mix: {name} not found (PATH or {env}); it ships '
-                 f'with the CUDA toolkit, or: pip download --no-deps '
-                 f'nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm')
+                 f'with the CUDA toolkit, or in the PyPI wheel '
+                 f'nvidia-cuda-{name} (pip download --no-deps '
+                 f'nvidia-cuda-{name}, then unzip it)')
     return path
 
 

@@ -64,8 +64,12 @@ def test_missing_tool_is_named(monkeypatch):
     monkeypatch.setenv('PATH', '')
     monkeypatch.delenv('CUOBJDUMP', raising=False)
     with pytest.raises(SystemExit, match='cuobjdump not found .*'
-                       'nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm'):
+                       'wheel nvidia-cuda-cuobjdump'):
         mix.tool('cuobjdump', 'CUOBJDUMP')
+    monkeypatch.delenv('NVDISASM_PATH', raising=False)
+    with pytest.raises(SystemExit, match='nvdisasm not found .*'
+                       'wheel nvidia-cuda-nvdisasm'):
+        mix.tool('nvdisasm', 'NVDISASM_PATH')
 
 
 @pytest.mark.skipif(not all(shutil.which(t) for t in
