@@ -2,12 +2,12 @@
 # The one GPU check: build the CUDA extension, print its kernels' loop mix
 # (tools/cuda_loop_mix.py, where cuobjdump and nvdisasm are), run the CUDA
 # op tests (the kernels against the CPU reference), then the op benchmark,
-# and the whole
-# detector: where mmdet/mmcv are installed its training iteration, else the
-# networks traced by --prepare (tools/benchmark_detector.py --graphs:
-# backbone, neck and head forward+backward, an upper bound on the
-# iteration's ratio); the kernel variants; then the CPU op suite on that
-# machine's CPU. Needs torch with CUDA, nvcc and pytest.
+# and the whole detector: where mmdet/mmcv are installed its training
+# iteration, else the networks traced by --prepare
+# (tools/benchmark_detector.py --graphs: backbone, neck and head
+# forward+backward, an upper bound on the iteration's ratio); the kernel
+# variants; then the CPU op suite on that machine's CPU. Needs torch with
+# CUDA, nvcc and pytest.
 #
 #   bash tools/gpu_check.sh --prepare  # here, with mmdet: writes gpu_graphs/
 #   bash tools/gpu_check.sh            # there (carry gpu_graphs); logs to
