@@ -1248,12 +1248,6 @@ int map_bits(int64_t values) {
 // pair's terms / kTieWorkShare additions the pair takes the exact tile.
 constexpr int kMaxTieValues = 16;
 constexpr int64_t kTieWorkShare = 4096;  // terms / additions
-template <typename T>
-int64_t count_equal(const T* p, int64_t n, T v) {
-  int64_t k = 0;
-  for (int64_t i = 0; i < n; ++i) k += p[i] == v;
-  return k;
-}
 // Records a tie of value v (not yet in values) between a pair's inputs p
 // (HW) and its filter values f (R): flag becomes kTieTerms, or kTieExact
 // past the limits. work: the additions add_tie_terms will make for the
@@ -1262,7 +1256,7 @@ template <typename T>
 void note_tie(uint8_t& flag, std::vector<T>& values, int64_t& work, T v,
               const T* p, int64_t HW, const T* f, int64_t R) {
   if (flag == kTieExact) return;
-  work += count_equal(p, HW, v) * count_equal(f, R, v);
+  work += int64_t(std::count(p, p + HW, v)) * std::count(f, f + R, v);
   if ((int)values.size() == kMaxTieValues || work > HW * R / kTieWorkShare) {
     flag = kTieExact;
     return;
@@ -1296,13 +1290,19 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
       if (u == v) return true;
     return false;
   };
-  // v (not NaN) is an input of sample n's pair and one of the filters'.
-  const auto tied = [&](int64_t n, T v) {
+  // A candidate v of sample n's pair, found in one side's map, confirmed
+  // by a scan of the other side (len values at side): a NaN or a tie (not
+  // a value the pair already holds) sets the pair's flag.
+  const auto confirm = [&](int64_t n, T v, const T* side, int64_t len) {
     uint8_t& fl = flag[n * s.c];
-    if (values)
-      note_tie(fl, values[n * s.c], work[n], v, xc + n * s.c * HW, HW, f, R);
-    else
+    if (v != v) {
       fl = kTieExact;
+    } else if (!known(n, v) && in(side, len, v)) {
+      if (values)
+        note_tie(fl, values[n * s.c], work[n], v, xc + n * s.c * HW, HW, f, R);
+      else
+        fl = kTieExact;
+    }
   };
   std::fill(map.begin(), map.end(), 0);
   if (map_inputs) {
@@ -1316,14 +1316,9 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
     for (int64_t i = 0; i < (int64_t)hits.size(); ++i)
       for (unsigned m = hits[i]; m; m &= m - 1) {
         const T v = f[i * 16 + __builtin_ctz(m)];
-        for (int64_t n = 0; n < s.n; ++n) {
-          uint8_t& fl = flag[n * s.c];
-          if (fl == kTieExact) continue;
-          if (v != v)
-            fl = kTieExact;
-          else if (!known(n, v) && in(xc + n * s.c * HW, HW, v))
-            tied(n, v);
-        }
+        for (int64_t n = 0; n < s.n; ++n)
+          if (flag[n * s.c] != kTieExact)
+            confirm(n, v, xc + n * s.c * HW, HW);
       }
     return;
   }
@@ -1336,13 +1331,8 @@ void channel_ties(const T* f, int64_t R, const T* xc, const Adder2dShape& s,
     // Candidates (set bits, NaN) confirmed by a scan of the filters.
     if (fl != kTieExact) scan(p, HW, map.data(), words, bits, false, hits.data());
     for (int64_t i = 0; i < (int64_t)hits.size() && fl != kTieExact; ++i)
-      for (unsigned m = hits[i]; m && fl != kTieExact; m &= m - 1) {
-        const T v = p[i * 16 + __builtin_ctz(m)];
-        if (v != v)
-          fl = kTieExact;
-        else if (!known(n, v) && in(f, R, v))
-          tied(n, v);
-      }
+      for (unsigned m = hits[i]; m && fl != kTieExact; m &= m - 1)
+        confirm(n, p[i * 16 + __builtin_ctz(m)], f, R);
   }
 }
 // The tie check's result: per (sample, channel) a TieFlag, and the tied
@@ -1383,7 +1373,6 @@ void add_tie_terms(const T* go, const T* x, const T* w, const SignTies<T>& tie,
   const int64_t HW = s.h * s.w, L = s.l(), cin_g = s.cin_g();
   const int64_t cout_g = s.cout_g(), taps = s.taps();
   if (tie.flag.empty()) return;
-  const bool unit_stride = s.sh == 1 && s.sw == 1;
   at::parallel_for(0, s.n * s.c, 1, [&](int64_t b, int64_t e) {
     std::vector<std::pair<int64_t, int64_t>> at_v;  // (h, w) of the inputs = v
     for (int64_t i = b; i < e; ++i) {
@@ -1406,12 +1395,9 @@ void add_tie_terms(const T* go, const T* x, const T* w, const SignTies<T>& tie,
             const int64_t dh0 = s.ph - (tap / s.kw) * s.dh;
             const int64_t dw0 = s.pw - (tap % s.kw) * s.dw;
             for (const auto& [h, q] : at_v) {
-              int64_t oh = h + dh0, ow = q + dw0;
-              if (oh < 0 || ow < 0) continue;
-              if (!unit_stride) {
-                if (oh % s.sh || ow % s.sw) continue;
-                oh /= s.sh, ow /= s.sw;
-              }
+              const int64_t ph = h + dh0, pw = q + dw0;  // output x stride
+              if (ph < 0 || pw < 0 || ph % s.sh || pw % s.sw) continue;
+              const int64_t oh = ph / s.sh, ow = pw / s.sw;
               if (oh < s.hout && ow < s.wout)
                 gxc[h * s.w + q] += gf[oh * s.wout + ow];
             }
