@@ -100,6 +100,11 @@ def opcode(ins):
     return re.sub(r'^@!?U?P[0-9T]+\s+', '', ins).split()[0]
 
 
+def base_op(ins):
+    """The opcode without its modifiers: LDS.128 -> LDS."""
+    return opcode(ins).split('.')[0]
+
+
 def hot_loop(ins):
     """The innermost loop (a backward branch's body holding no other one)
     with the most FP arithmetic."""
@@ -108,14 +113,14 @@ def hot_loop(ins):
         m = re.search(r'\bBRA (0x[0-9a-f]+)', text)
         if m and int(m.group(1), 16) < addr:
             loops.append((int(m.group(1), 16), addr))
-    best = []
+    best, best_count = [], 0
     for lo, hi in loops:
         if any(lo <= a < b <= hi and (a, b) != (lo, hi) for a, b in loops):
             continue
         body = [(t, stall) for a, t, stall in ins if lo <= a <= hi]
-        count = sum(opcode(t).split('.')[0] in ARITH for t, _ in body)
-        if count > sum(opcode(t).split('.')[0] in ARITH for t, _ in best):
-            best = body
+        count = sum(base_op(t) in ARITH for t, _ in body)
+        if count > best_count:
+            best, best_count = body, count
     return best
 
 
@@ -132,8 +137,9 @@ def main(argv=None):
     funcs = functions(compile_sass(args.arch, args.flags))
     names = dict(zip(funcs, demangle(list(funcs))))
     print(f'sm_{args.arch} {" ".join(args.flags)}'.rstrip())
-    print(f'{"kernel":52} {"loop":>5} {"rows":>4} {"per MAC":>7} {"cycles":>7} {"FADD |.|":>9} '
-          f'{"arith":>6} {"LDS":>4} {"LDG":>4} {"STS":>4} {"BAR":>4}')
+    print(f'{"kernel":52} {"loop":>5} {"rows":>4} {"per MAC":>7} '
+          f'{"cycles":>7} {"FADD |.|":>9} {"arith":>6} {"LDS":>4} {"LDG":>4} '
+          f'{"STS":>4} {"BAR":>4}')
     for mangled, ins in funcs.items():
         name = names[mangled]
         m = re.search(r'adder2d_(forward|backward_input)_kernel<([^,]+), '
@@ -147,10 +153,10 @@ def main(argv=None):
         loop = hot_loop(ins)
         stalls = sum(stall for _, stall in loop)
         loop = [t for t, _ in loop]
-        ops = collections.Counter(opcode(t).split('.')[0] for t in loop)
+        ops = collections.Counter(base_op(t) for t in loop)
         group = {label: sum(ops[o] for o in names_)
                  for label, names_ in GROUPS}
-        fabs = sum(1 for t in loop if opcode(t) == 'FADD' and '|' in t)
+        fabs = sum(1 for t in loop if base_op(t) == 'FADD' and '|' in t)
         # Reduction rows in the loop: each reads TM + TN shared values,
         # 4 to a 16-byte load (two for double).
         per_row = (tm + tn) // 4 * (2 if dtype == 'double' else 1)
