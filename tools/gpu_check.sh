@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The one GPU check: build the CUDA extension, print its kernels' loop mix
 # (tools/cuda_loop_mix.py, where cuobjdump and nvdisasm are), run the CUDA
-# op tests (the kernels against the CPU reference), then the op benchmark,
+# op tests (the kernels against the CPU reference), then the op benchmark
 # and the whole detector: where mmdet/mmcv are installed its training
 # iteration, else the networks traced by --prepare
 # (tools/benchmark_detector.py --graphs: backbone, neck and head
-# forward+backward, an upper bound on the iteration's ratio); the kernel
-# variants; then the CPU op suite on that machine's CPU. Needs torch with
-# CUDA, nvcc and pytest.
+# forward+backward, an upper bound on the iteration's ratio); the layers
+# again with the hardtanh input gradient; the kernel variants; then the
+# CPU op suite on that machine's CPU. Needs torch with CUDA, nvcc and
+# pytest.
 #
 #   bash tools/gpu_check.sh --prepare  # here, with mmdet: writes gpu_graphs/
 #   bash tools/gpu_check.sh            # there (carry gpu_graphs); logs to
@@ -83,6 +84,10 @@ elif [ -f gpu_graphs/twin.pt ] && [ -f gpu_graphs/fcos.pt ]; then
 else
   echo "skipped: no mmdet/mmcv here and no gpu_graphs/ (run --prepare where mmdet is, carry gpu_graphs)" | tee "$OUT/bench_detector.txt"
 fi
+# The rule adder2d and Adder2d default to (AdderNet's HardTanh); the runs
+# above take the paper configs' sign rule.
+section "benchmark: the hardtanh input gradient, ResNet-50 and FCOS layers, batch 2, 800x800"
+python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 0 --input-grad hardtanh 2>&1 | tee "$OUT/bench_800_hardtanh.txt"
 IFS=';' read -ra variants <<< "${GPU_CHECK_VARIANTS:-}"
 for v in "${variants[@]}"; do
   section "variant: ADDER_DET_NVCC_FLAGS='$v', ResNet-50 and FCOS layers, batch 2, 800x800"
