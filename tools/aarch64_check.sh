@@ -20,6 +20,7 @@ cd "$work"
 
 if ! command -v qemu-aarch64-static >/dev/null ||
    ! command -v aarch64-linux-gnu-g++ >/dev/null; then
+  apt-get update -q
   apt-get install -y -q qemu-user-static g++-aarch64-linux-gnu
 fi
 
