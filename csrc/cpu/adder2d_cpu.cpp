@@ -37,6 +37,12 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define ADDER_NEON 1  // the baseline build's 16-byte vectors are NEON's
+#else
+#define ADDER_NEON 0
+#endif
 #include <torch/library.h>
 
 #include <algorithm>
@@ -104,9 +110,20 @@ namespace avx2 {
 #undef ADDER_VEC_BYTES
 #define ADDER_VEC_BYTES 16
 #define ADDER_ISA_X86 0
+// aarch64 GCC schedules before register allocation by default, and its
+// schedule of the 5 x 4-vector forward tile (20 accumulators of NEON's 32
+// registers) spilled: 7 stack loads and stores a reduction step (GCC 12,
+// docs/benchmarks.md session 29); without that pass none.
+#if ADDER_NEON && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-schedule-insns")
+#endif
 namespace generic {
 #include "adder2d_cpu_kernels.h"
 }  // namespace generic
+#if ADDER_NEON && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 #undef ADDER_ISA_X86
 #undef ADDER_VEC_BYTES
 
@@ -343,6 +360,15 @@ CpuFamilyModel amd_family_model() {
 // without FMA: a multiply and an add, 0.70-0.72x the time by adds on
 // ResNet-50 layers, docs/benchmarks.md "session 24"), always or never.
 std::atomic<int> min_add_mode_index{kModeAuto};
+
+// The dense forward's min form (|w - x| = w + x - 2 min(w, x), on shifted
+// values, with the patch and filter sums subtracted after) exists because
+// x86 has no one-instruction |a - b|: its direct form is a subtract, a mask
+// and an add a vector. NEON's FABD is one: on aarch64 the direct form, FABD
+// and an add, is as short as the min form's FMIN and add, exact, and needs
+// no shift or sums, so the baseline build there computes the dense
+// forward in it.
+bool min_form_pays() { return !(ADDER_NEON && active_isa() == kGeneric); }
 
 bool min_form_adds() {
   const int mode = min_add_mode_index.load();
@@ -1170,7 +1196,8 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
     // the direct form runs everywhere.
     const int64_t sample = std::min<int64_t>(cout_g, 16);
     std::vector<scalar_t> shift(s.groups * cin_g), row_shift(s.groups * K);
-    for (int64_t g = 0; g < s.groups; ++g)
+    const bool min_form = min_form_pays();
+    for (int64_t g = 0; g < s.groups && min_form; ++g)
       for (int64_t c = 0; c < cin_g; ++c) {
         double sum = 0;
         for (int64_t t = g * cout_g; t < g * cout_g + sample; ++t)
@@ -1180,8 +1207,10 @@ at::Tensor adder2d_forward_cpu(const at::Tensor& input_,
         std::fill_n(row_shift.data() + g * K + c * taps, taps, sc);
       }
     // An inf/NaN filter value makes its shift or its sum non-finite;
-    // finite filters give finite sums. Then the direct form, unshifted.
-    bool finite = std::all_of(shift.begin(), shift.end(),
+    // finite filters give finite sums. Then the direct form, unshifted, as
+    // wherever the min form does not pay.
+    bool finite = min_form &&
+                  std::all_of(shift.begin(), shift.end(),
                               [](scalar_t v) { return std::isfinite(v); });
     if (use_forward_by_filters(s)) {  // packs the filters itself
       if (!finite || !forward_by_filters(x, w, shift.data(),
