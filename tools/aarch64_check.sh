@@ -3,8 +3,9 @@
 # x86-64 Debian 12 machine: Debian's cross compiler builds it through our own
 # setup.py, run by an aarch64 CPython under qemu-user, against PyPI's aarch64
 # torch (a CPU build). This checks that the kernels build and compute right
-# on aarch64 (the baseline kernels, NEON code there); qemu says nothing about
-# their speed. Needs root (apt), Debian's and PyPI's registries, ~1 GB.
+# on aarch64 (the baseline kernels, NEON code there), and prints their inner
+# loops' instruction mix (tools/aarch64_loop_mix.py); qemu says nothing
+# about their speed. Needs root (apt), Debian's and PyPI's registries, ~1 GB.
 #
 #   bash tools/aarch64_check.sh                  # build, then pytest tests/ops
 #   bash tools/aarch64_check.sh -k random_layers # pytest arguments instead
@@ -77,6 +78,8 @@ CPATH=$work/root/usr/include CC=aarch64-linux-gnu-gcc \
   ../python-aarch64 setup.py build_ext --inplace > build.log 2>&1 ||
   { tail -40 build.log; echo "aarch64_check: the build failed" >&2; exit 1; }
 file adder_det/_C.cpython-311-aarch64-linux-gnu.so
+# The kernels' inner loops as compiled (this machine's python reads them).
+python3 "$repo/tools/aarch64_loop_mix.py" adder_det/_C.cpython-311-aarch64-linux-gnu.so
 ADDER_DET_REQUIRE_EXTENSION=1 PYTHONPATH=$work/src ../python-aarch64 -c \
   "import platform, torch, adder_det._C as C; print(platform.machine(), 'torch', torch.__version__, 'cpu_isas', C.cpu_isas())"
 if [ $# -eq 0 ]; then set -- tests/ops; fi
