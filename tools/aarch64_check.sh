@@ -77,7 +77,6 @@ CPATH=$work/root/usr/include CC=aarch64-linux-gnu-gcc \
   CXX=aarch64-linux-gnu-g++ MAX_JOBS=${MAX_JOBS:-2} \
   ../python-aarch64 setup.py build_ext --inplace > build.log 2>&1 ||
   { tail -40 build.log; echo "aarch64_check: the build failed" >&2; exit 1; }
-file adder_det/_C.cpython-311-aarch64-linux-gnu.so
 # The kernels' inner loops as compiled (this machine's python reads them).
 python3 "$repo/tools/aarch64_loop_mix.py" adder_det/_C.cpython-311-aarch64-linux-gnu.so
 ADDER_DET_REQUIRE_EXTENSION=1 PYTHONPATH=$work/src ../python-aarch64 -c \

@@ -38,8 +38,8 @@ ADDER_INLINE typename Vec<T, VB>::type vsplat(T s) {
   const typename Vec<T, VB>::type zero = {};
   return s - zero;  // s - 0 == s exactly, so this folds to one broadcast
 }
-// |v|: the sign bits cleared. On aarch64 as FABD's operand: GCC fuses
-// |a - b| into one FABD there, where the mask form cost FSUB + BIC.
+// |v|: the sign bits cleared. On aarch64 through vabsq, which GCC fuses
+// with a subtract into one FABD (the mask form cost FSUB + BIC there).
 template <typename T, int VB = kVecBytes>
 ADDER_INLINE typename Vec<T, VB>::type vabs(typename Vec<T, VB>::type v) {
   using V = typename Vec<T, VB>::type;
