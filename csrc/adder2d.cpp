@@ -179,8 +179,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "from which the CPU input gradient may take the sign rule's fast "
       "tile, with the active instruction set.");
   m.def("sign_fast_mode", &adder_det::sign_fast_mode,
-        "Whether the CPU input gradient takes the sign rule's fast tile by "
-        "the thresholds (auto), on every layer (always) or never.");
+        "Whether the CPU and CUDA input gradients take the sign rule's fast "
+        "tile by their thresholds (auto), on every layer (always) or never.");
+#ifdef ADDER_DET_WITH_CUDA
+  m.def("sign_fast_cuda_runs", &path_query<&adder_det::sign_fast_cuda_runs>,
+        "Whether the CUDA input gradient of this call takes the sign rule's "
+        "fast kernel (by the mode, the shape, the dtype and deterministic "
+        "algorithms). CUDA builds only.");
+#endif
   m.def("set_sign_fast_mode", &adder_det::set_sign_fast_mode,
         "Set the sign rule's fast-tile mode: auto, always or never; returns "
         "the previous one. For benchmarks, between calls.");

@@ -31,10 +31,19 @@ SignFastThresholds sign_fast_thresholds();
 // Whether the CPU input gradient applies those thresholds ("auto", the
 // default), takes the fast tile on every layer ("always"; still exact: a
 // (sample, channel) with a tie runs the exact tile) or never ("never").
+// The CUDA input gradient takes the same switch for its fast sign kernel
+// (auto: its own thresholds; ties taken back by a second kernel).
 // set_sign_fast_mode returns the previous mode; for benchmarks that time
 // both tiles on a machine (tools/benchmark_sign_rule.py), between calls.
 std::string sign_fast_mode();
 std::string set_sign_fast_mode(const std::string& name);
+// Whether the CUDA input gradient of this call (sign rule) would take its
+// fast kernel and the tie kernel after it: by the mode (auto: its own
+// thresholds, csrc/cuda/adder2d_tiles.cuh sign_fast_cuda), float and double
+// only, never under deterministic algorithms. CUDA builds only.
+bool sign_fast_cuda_runs(const at::Tensor& input, const at::Tensor& weight,
+                         at::IntArrayRef stride, at::IntArrayRef padding,
+                         at::IntArrayRef dilation, int64_t groups);
 
 // Whether the CPU forward's min form accumulates min(w, x) by adds and
 // doubles the sums ("auto": on AMD Zen 1 cores; "always"; "never": FMAs of

@@ -144,12 +144,14 @@ def main(argv=None):
         name = names[mangled]
         m = re.search(r'adder2d_(forward|backward_input)_kernel<([^,]+), '
                       r'adder_det::tiles::Tile<(\d+), (\d+), (\d+), (\d+), '
-                      r'(\d+), (\d+)>(?:, (true|false))?', name)
+                      r'(\d+), (\d+)>(?:, \(adder_det::tiles::InputGradRule\)'
+                      r'(\d))?', name)
         if not m or (args.dtype != 'all' and m.group(2) != args.dtype):
             continue
         kind, dtype = m.group(1), m.group(2)
         bm, bn, tm, tn, _, bk = (int(g) for g in m.groups()[2:8])
-        rule = {'true': ' sign', 'false': ' hardtanh'}.get(m.group(9), '')
+        rule = {'0': ' hardtanh', '1': ' sign', '2': ' sign fast'}.get(
+            m.group(9), '')
         loop = hot_loop(ins)
         stalls = sum(stall for _, stall in loop)
         loop = [t for t, _ in loop]

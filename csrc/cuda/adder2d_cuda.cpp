@@ -87,6 +87,12 @@ at::Tensor adder2d_forward_cuda_op(const at::Tensor& input_,
   return out;
 }
 
+// set_sign_fast_mode's switch as the CUDA launcher takes it.
+int cuda_sign_fast_mode() {
+  const std::string mode = sign_fast_mode();
+  return mode == "always" ? 1 : mode == "never" ? 2 : 0;
+}
+
 at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
                                           const at::Tensor& input_,
                                           const at::Tensor& weight_,
@@ -113,6 +119,7 @@ at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
   // Split reductions add partial sums atomically unless deterministic
   // algorithms are asked for (torch.use_deterministic_algorithms).
   const bool deterministic = at::globalContext().deterministicAlgorithms();
+  const int fast_mode = cuda_sign_fast_mode();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "adder2d_bwd_input_cuda",
       [&] {
@@ -123,7 +130,8 @@ at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
         check_launch(adder2d_backward_input_cuda(
                          cptr<scalar_t>(grad_output), cptr<scalar_t>(input),
                          cptr<scalar_t>(wt), mptr<scalar_t>(grad_input), s,
-                         sign_grad, ws.data_ptr(), sms, deterministic,
+                         sign_grad, fast_mode, ws.data_ptr(), sms,
+                         deterministic,
                          stream),
                      "input-gradient");
       });
@@ -131,6 +139,23 @@ at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
 }
 
 }  // namespace
+
+bool sign_fast_cuda_runs(const at::Tensor& input, const at::Tensor& weight,
+                         at::IntArrayRef stride, at::IntArrayRef padding,
+                         at::IntArrayRef dilation, int64_t groups) {
+  const Adder2dShape s =
+      make_shape(input, weight, stride, padding, dilation, groups);
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
+  bool runs = false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "sign_fast_cuda_runs",
+      [&] {
+        runs = adder2d_sign_fast_cuda<typename CudaType<scalar_t>::type>(
+            s, deterministic, cuda_sign_fast_mode());
+      });
+  return runs;
+}
+
 }  // namespace adder_det
 
 TORCH_LIBRARY_IMPL(adder_det, CUDA, m) {

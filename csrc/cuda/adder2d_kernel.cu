@@ -69,25 +69,48 @@ template <typename T>
 cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
                                         const T* wt, T* grad_in,
                                         const Adder2dShape& s, bool sign_grad,
-                                        void* workspace, int sm_count,
-                                        bool deterministic,
+                                        int sign_fast_mode, void* workspace,
+                                        int sm_count, bool deterministic,
                                         cudaStream_t stream) {
   const Plan p = backward_input_plan<T>(s, sm_count, deterministic);
   typename Acc<T>::type* ws;
   const cudaError_t ready = prepare<T>(p, grad_in, workspace, stream, &ws);
   if (ready != cudaSuccess) return ready;
+  constexpr bool kFastType = std::is_same<T, typename Acc<T>::type>::value;
+  const bool fast = kFastType && sign_grad &&
+                    sign_fast_cuda<T>(s, deterministic, sign_fast_mode);
   with_backward_tile<T>(p.tile, [&](auto tile) {
     using C = decltype(tile);
+    if constexpr (kFastType) {
+      if (fast) {
+        adder2d_backward_input_kernel<T, C, kSignFast>
+            <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws,
+                                              s, p.splits, p.chunk);
+        return;
+      }
+    }
     if (sign_grad)
-      adder2d_backward_input_kernel<T, C, true>
+      adder2d_backward_input_kernel<T, C, kSignExact>
           <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws, s,
                                             p.splits, p.chunk);
     else
-      adder2d_backward_input_kernel<T, C, false>
+      adder2d_backward_input_kernel<T, C, kHardtanh>
           <<<p.grid, kThreads, 0, stream>>>(grad_out, x, wt, grad_in, ws, s,
                                             p.splits, p.chunk);
   });
-  return finish_splits<T>(p, workspace, grad_in, 1.f, stream);
+  const cudaError_t err = finish_splits<T>(p, workspace, grad_in, 1.f, stream);
+  if (err != cudaSuccess || !fast) return err;
+  if constexpr (kFastType) {
+    sign_ties_kernel<T><<<sign_ties_grid<T>(s), kThreads, 0, stream>>>(
+        grad_out, x, wt, grad_in, s);
+  }
+  return cudaGetLastError();
+}
+
+template <typename T>
+bool adder2d_sign_fast_cuda(const Adder2dShape& s, bool deterministic,
+                            int sign_fast_mode) {
+  return sign_fast_cuda<T>(s, deterministic, sign_fast_mode);
 }
 
 #define ADDER_INSTANTIATE(T)                                                  \
@@ -99,8 +122,9 @@ cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
                                                const Adder2dShape&, void*,    \
                                                int, bool, cudaStream_t);      \
   template cudaError_t adder2d_backward_input_cuda<T>(                        \
-      const T*, const T*, const T*, T*, const Adder2dShape&, bool, void*,     \
-      int, bool, cudaStream_t);
+      const T*, const T*, const T*, T*, const Adder2dShape&, bool, int,       \
+      void*, int, bool, cudaStream_t);                                        \
+  template bool adder2d_sign_fast_cuda<T>(const Adder2dShape&, bool, int);
 ADDER_INSTANTIATE(float)
 ADDER_INSTANTIATE(double)
 ADDER_INSTANTIATE(__half)

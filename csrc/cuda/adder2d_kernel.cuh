@@ -33,12 +33,22 @@ cudaError_t adder2d_forward_cuda(const T* x, const T* w, T* y,
 // gx(n, c, h, w) = sum over (t, tap) hitting (h, w) of
 //                  g(n, t, oh, ow) * G(w(t, c, tap) - x(n, c, h, w))
 // wt: the filters as (groups, kh * kw, Cout / groups, C / groups).
+// sign_fast_mode (the sign rule without its per-term tie check, ties taken
+// back afterwards; float and double, not deterministic): 0 by the layer's
+// shape, 1 wherever allowed, 2 never.
 template <typename T>
 cudaError_t adder2d_backward_input_cuda(const T* grad_out, const T* x,
                                         const T* wt, T* grad_in,
                                         const Adder2dShape& s, bool sign_grad,
-                                        void* workspace, int sm_count,
+                                        int sign_fast_mode, void* workspace,
+                                        int sm_count,
                                         bool deterministic,
                                         cudaStream_t stream);
+
+// Whether adder2d_backward_input_cuda takes the fast sign rule for this
+// call (the same rule, for benchmarks and tests).
+template <typename T>
+bool adder2d_sign_fast_cuda(const Adder2dShape& s, bool deterministic,
+                            int sign_fast_mode);
 
 }  // namespace adder_det

@@ -81,6 +81,24 @@ __device__ __forceinline__ double times_sign(double b, double d) {
   return fabs(d) > 0. ? f : 0.;
 }
 
+// b * sign(d) where d is neither 0 nor NaN: b with its sign bit flipped by
+// d's, one LOP3 (times_sign's compare and select are the sign rule's ties:
+// sign_ties_kernel takes back what this adds for them).
+__device__ __forceinline__ float times_sign_fast(float b, float d) {
+  return __int_as_float(__float_as_int(b) ^ (__float_as_int(d) & 0x80000000));
+}
+__device__ __forceinline__ double times_sign_fast(double b, double d) {
+  return __longlong_as_double(
+      __double_as_longlong(b) ^
+      (__double_as_longlong(d) & (long long)0x8000000000000000ULL));
+}
+
+// The input-gradient rules the kernel computes: AdderNet's HardTanh, the
+// sign rule exactly (sign(0) = sign(NaN) = 0), or the sign rule without its
+// tie check (ties and NaN counted as +-1, then taken back by
+// sign_ties_kernel).
+enum InputGradRule : int { kHardtanh = 0, kSignExact = 1, kSignFast = 2 };
+
 // Partial sums of a split reduction straight into the output.
 __device__ __forceinline__ void add_partial(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void add_partial(double* p, double v) { atomicAdd(p, v); }
@@ -323,7 +341,7 @@ ADDER_HD inline PhaseAxis phase_axis(int a, int size, int pad, int stride,
 // the phase's terms r = (tap row index, tap column index, filter t), t
 // fastest. wt holds the filters as (groups, taps, cout_g, cin_g): the row
 // of one (tap, filter) is contiguous over channels.
-template <typename T, class C, bool kSign>
+template <typename T, class C, InputGradRule kRule>
 __global__ void __launch_bounds__(kThreads, 1)
 adder2d_backward_input_kernel(const T* __restrict__ go,
                               const T* __restrict__ x,
@@ -485,7 +503,11 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
           const A d = a[i] - xv[i][j];
-          if (kSign) {
+          if constexpr (kRule == kSignFast) {
+            // 3 instructions a MAC where times_sign takes 5 (sm_90: 3.2
+            // against 5.2, 3.4 against 9.2 scheduled stall cycles).
+            acc[i][j] += times_sign_fast(b[j], d);
+          } else if constexpr (kRule == kSignExact) {
             acc[i][j] += times_sign(b[j], d);
           } else if constexpr (std::is_same<A, float>::value) {
             // The clamp as two one-sided selects of the form x < c ? c : x
@@ -521,6 +543,148 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
       put_result(gx, ws, idx, numel, split, splits, acc[i][j], A(1));
     }
   }
+}
+
+// The sign rule's ties, after a kSignFast input gradient: that kernel adds
+// b * (+-1) for a term whose d = w - x is 0 or NaN, where the rule (and the
+// CPU) give 0; such terms are rare (an input value equal to one of its
+// channel's filter values, or a NaN), so they are found afterwards and taken
+// back. A block takes one channel c, one run of up to kTieRun of its R =
+// taps x Cout/g filter values, sorted in shared memory, and kTieChunk of the
+// channel's input values (n, h, w), each looked up by binary search; a NaN
+// input value, or a run with a NaN filter value, is compared term by term.
+// Corrections are added atomically (several runs may correct one value).
+constexpr int kTieChunk = 8192;
+template <typename A> struct TieRun {
+  static constexpr int size = sizeof(A) == 4 ? 4096 : 2048;  // 32 KB shared
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 4)
+sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
+                 const T* __restrict__ wt, T* __restrict__ gx,
+                 Adder2dShape s) {
+  using A = typename Acc<T>::type;
+  constexpr int RUN = TieRun<A>::size;
+  __shared__ A sv[RUN];
+  __shared__ int si[RUN];
+  const int tid = threadIdx.x;
+  const int c = blockIdx.x, cin_g = (int)s.cin_g(), cout_g = (int)s.cout_g();
+  const int g = c / cin_g, cl = c - g * cin_g;
+  const int R = (int)s.taps() * cout_g, r0 = blockIdx.y * RUN;
+  const int n = min(RUN, R - r0);
+  const int64_t HW = s.h * s.w, per_c = s.n * HW;
+  const int64_t e0 = (int64_t)blockIdx.z * kTieChunk;
+  const int64_t e1 = min(per_c, e0 + (int64_t)kTieChunk);
+  if (n <= 0 || e0 >= per_c) return;  // the whole block
+
+  // The run's filter values w(t, c, tap) with their term index r = tap *
+  // Cout/g + t (wt is (groups, taps, Cout/g, C/g): row g * R + r).
+  bool nan_here = false;
+  for (int i = tid; i < n; i += kThreads) {
+    const A v = to_acc(wt[((int64_t)g * R + r0 + i) * cin_g + cl]);
+    nan_here = nan_here || v != v;
+    sv[i] = v, si[i] = r0 + i;
+  }
+  const bool by_term = __syncthreads_or(nan_here);
+  if (!by_term) {
+    // Bitonic sort by (value, index), every comparator ascending (the
+    // first of each merge compares mirrored positions), so the positions
+    // past n, virtually +inf, are never touched.
+    int P = 1;
+    while (P < n) P *= 2;
+    auto cas = [&](int i, int l) {
+      if (l < n && (sv[l] < sv[i] || (sv[l] == sv[i] && si[l] < si[i]))) {
+        const A tv = sv[i];
+        const int ti = si[i];
+        sv[i] = sv[l], si[i] = si[l];
+        sv[l] = tv, si[l] = ti;
+      }
+    };
+    for (int k = 2; k <= P; k *= 2) {
+      for (int p = tid; p < P / 2; p += kThreads) {
+        const int i = p / (k / 2) * k + p % (k / 2);
+        cas(i, i ^ (k - 1));
+      }
+      __syncthreads();
+      for (int j = k / 4; j >= 1; j /= 2) {
+        for (int p = tid; p < P / 2; p += kThreads) {
+          const int i = p / j * 2 * j + p % j;
+          cas(i, i + j);
+        }
+        __syncthreads();
+      }
+    }
+  }
+
+  const int W = (int)s.w, kw = (int)s.kw;
+  const int hout = (int)s.hout, wout = (int)s.wout;
+  for (int64_t e = e0 + tid; e < e1; e += kThreads) {
+    const int64_t ns = e / HW, hw = e - ns * HW;
+    const int h = (int)(hw / W), w = (int)(hw - (int64_t)h * W);
+    const int64_t xi = (ns * s.c + c) * HW + hw;
+    const A xv = to_acc(x[xi]);
+    A fix = 0;
+    bool any = false;
+    // Term r with filter value wv: what kSignFast added if d is 0 or NaN
+    // and the tap reaches an output position.
+    auto term = [&](int r, A wv) {
+      const A d = wv - xv;
+      if (!(d == A(0) || d != d)) return;
+      const int tap = r / cout_g, t = r - tap * cout_g;
+      const int i = tap / kw, j = tap - i * kw;
+      const int oh = h + (int)s.ph - i * (int)s.dh;
+      const int ow = w + (int)s.pw - j * (int)s.dw;
+      if (oh < 0 || ow < 0 || oh % (int)s.sh || ow % (int)s.sw) return;
+      if (oh / (int)s.sh >= hout || ow / (int)s.sw >= wout) return;
+      const A b = to_acc(go[((ns * s.cout + (int64_t)g * cout_g + t) * hout +
+                             oh / (int)s.sh) * wout + ow / (int)s.sw]);
+      fix += times_sign_fast(b, d);
+      any = true;
+    };
+    if (by_term || xv != xv) {
+      for (int k = 0; k < n; ++k) term(si[k], sv[k]);
+    } else {
+      int lo = 0, hi = n;  // first value not below xv
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (sv[mid] < xv) lo = mid + 1; else hi = mid;
+      }
+      for (int k = lo; k < n && sv[k] == xv; ++k) term(si[k], sv[k]);
+    }
+    if (any) add_partial(gx + xi, -fix);
+  }
+}
+
+// Grid of sign_ties_kernel: (channels, runs, chunks).
+template <typename T>
+dim3 sign_ties_grid(const Adder2dShape& s) {
+  constexpr int RUN = TieRun<typename Acc<T>::type>::size;
+  const int64_t R = s.taps() * s.cout_g(), per_c = s.n * s.h * s.w;
+  return dim3((unsigned)s.c, (unsigned)((R + RUN - 1) / RUN),
+              (unsigned)((per_c + kTieChunk - 1) / kTieChunk));
+}
+
+// Whether the sign rule takes kSignFast and sign_ties_kernel (mode: 0 by
+// the shape, 1 always, 2 never; as adder_det's sign_fast_mode). Only float
+// and double (the correction adds atomically into the result: half types
+// would round twice), and not in deterministic mode (atomic corrections).
+// By the shape: the tie kernel sorts each run of filter values once per
+// chunk of input values, about 400 instructions per filter value, where
+// the fast tile saves 2 instructions per term: so enough input positions a
+// stride phase (N x H x W / (sh x sw) >= 512) and terms per input value
+// (R / (sh x sw) >= 32). Not yet timed on a GPU.
+template <typename T>
+bool sign_fast_cuda(const Adder2dShape& s, bool deterministic, int mode) {
+  if (!std::is_same<T, typename Acc<T>::type>::value || deterministic ||
+      mode == 2)
+    return false;
+  const dim3 grid = sign_ties_grid<T>(s);
+  if (grid.y > 65535 || grid.z > 65535 || s.c > 0x7fffffff) return false;
+  if (mode == 1) return true;
+  const int64_t phases = s.sh * s.sw;
+  return s.n * s.h * s.w >= 512 * phases &&
+         s.taps() * s.cout_g() >= 32 * phases;
 }
 
 // out = scale * (sum of the split-K partial results), in output order.

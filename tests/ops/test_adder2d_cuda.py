@@ -131,3 +131,53 @@ def test_split_reductions_deterministic_mode_repeats_bitwise():
         assert rel_err(f, a) < 1e-5
     y_ref = ref.adder2d_forward(x.double().cpu(), w.double().cpu(), *conf)
     assert rel_err(first[0], y_ref) < 1e-4
+
+
+@pytest.mark.parametrize('mode', ['always', 'never', 'auto'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('shape', [
+    # n, c, h, w, cout, k, stride, pad: auto takes the fast rule on the
+    # first two (>= 512 positions and >= 32 terms a stride phase), not on
+    # the last two (16 terms; 98 positions)
+    (2, 40, 33, 31, 48, 3, 1, 1),
+    (2, 24, 40, 37, 520, 3, 2, 1),   # 4680 filter values a channel: runs
+    (1, 70, 100, 90, 16, 1, 1, 0),   # 9000 positions a channel: chunks
+    (2, 16, 7, 7, 64, 3, 1, 1),
+])
+def test_sign_rule_fast_kernel_takes_back_ties(mode, dtype, shape):
+    """The CUDA sign rule without its per-term tie check (kSignFast, then
+    sign_ties_kernel, csrc/cuda/adder2d_tiles.cuh) against the reference, on
+    planted ties: a sixth of the inputs equal to one of their channel's
+    filter values, zeros of both signs on both sides, NaN and infinite
+    inputs, a NaN filter value, an infinity met by itself."""
+    from adder_det import _C
+    n, c, h, w, cout, k, s, p = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(cout, c, k, k, generator=g, dtype=torch.float64)
+    flat = wt.permute(1, 0, 2, 3).reshape(c, -1)      # a channel's values
+    pick = torch.randint(0, flat.shape[1], (n, c, h, w), generator=g)
+    planted = torch.gather(flat.expand(n, c, -1), 2, pick.view(n, c, -1))
+    tie = torch.rand(n, c, h, w, generator=g) < 1 / 6
+    x = torch.where(tie, planted.view(n, c, h, w), x)
+    x[torch.rand(n, c, h, w, generator=g) < 0.05] = 0.0
+    x[torch.rand(n, c, h, w, generator=g) < 0.05] = -0.0
+    wt[torch.rand(wt.shape, generator=g) < 0.05] = -0.0
+    x.view(-1)[::97] = float('nan')
+    x.view(-1)[1::89] = float('inf')
+    wt[0, 1, 0, 0], wt[1, 2, 0, 0] = float('nan'), float('inf')
+    x[0, 2, 0, 0] = float('inf')
+    x, wt = x.to(dtype), wt.to(dtype)
+    conf = ((s, s), (p, p), (1, 1), 1)
+    hout, wout = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    go = torch.randn(n, cout, hout, wout, generator=g, dtype=torch.float64)
+    expect = ref.adder2d_backward_input(go, x.double(), wt.double(), *conf,
+                                        True)
+    old = _C.set_sign_fast_mode(mode)
+    try:
+        got = torch.ops.adder_det.adder2d_backward_input(
+            go.to(dtype).cuda(), x.cuda(), wt.cuda(), *conf, True)
+    finally:
+        _C.set_sign_fast_mode(old)
+    assert torch.isfinite(expect).all()
+    assert rel_err(got, expect) < (1e-4 if dtype == torch.float32 else 1e-10)

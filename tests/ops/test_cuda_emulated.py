@@ -46,10 +46,15 @@ def test_kernels_match_float64_loops(tmp_path):
     lines = run.stdout.splitlines()
     failed = [line for line in lines if line.startswith('FAIL')]
     assert run.returncode == 0 and not failed, '\n'.join(failed) or run.stderr
-    # Every tile and both split modes were exercised.
+    # Every tile, both split modes and the fast sign rule with its tie
+    # kernel (float and double, planted ties and non-finite values) were
+    # exercised.
     for what in ('forward tile 0', 'forward tile 1', 'forward tile 2',
                  'forward tile 3', 'input grad tile 1', 'input grad tile 2',
                  'input grad tile 3', 'splits 1', 'splits 8 err',
-                 'splits 8 atomic', 'deterministic'):
+                 'splits 8 atomic', 'deterministic', 'float  n2 c67',
+                 'sign fast ties planted', 'sign fast ties, NaN, inf planted',
+                 'double n1 c2 5x5 cout520 k3x3 s1,1 p1,1 d1,1 g1 sms4 sign '
+                 'fast ties planted'):
         assert any(what in line for line in lines), what
     assert lines[-1] == 'all cases match'

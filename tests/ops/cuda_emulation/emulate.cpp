@@ -1,7 +1,9 @@
 // Runs the CUDA adder2d kernels (csrc/cuda/adder2d_tiles.cuh) on the host
 // and compares them with a direct float64 loop: every tile, split-K with its
-// reduction kernel, strides, dilations, groups, tails, both gradient rules,
-// float/double/half. Prints one line a case; exit status 1 if any fails.
+// reduction kernel, strides, dilations, groups, tails, both gradient rules
+// (the sign rule exact, and fast with its tie kernel on planted ties, zeros
+// of both signs, NaN and infinities), float/double/half. Prints one line a
+// case; exit status 1 if any fails.
 #include "host_cuda.h"
 
 #include <cstdio>
@@ -63,17 +65,31 @@ void forward(const Plan& p, const T* x, const T* w, T* y, void* ws,
 
 template <typename T, class C>
 void backward(const Plan& p, const T* go, const T* x, const T* wt, T* gx,
-              void* ws, const Adder2dShape& s, bool sign) {
+              void* ws, const Adder2dShape& s, InputGradRule rule) {
   using A = typename Acc<T>::type;
   A* partial = p.atomic ? nullptr : static_cast<A*>(ws);  // as the launcher
   launch(p.grid, kThreads, [&] {
-    if (sign)
-      adder2d_backward_input_kernel<T, C, true>(go, x, wt, gx, partial, s,
-                                                p.splits, p.chunk);
-    else
-      adder2d_backward_input_kernel<T, C, false>(go, x, wt, gx, partial, s,
-                                                 p.splits, p.chunk);
+    if (rule == kSignFast) {
+      if constexpr (std::is_same<T, A>::value)
+        adder2d_backward_input_kernel<T, C, kSignFast>(go, x, wt, gx, partial,
+                                                       s, p.splits, p.chunk);
+    } else if (rule == kSignExact) {
+      adder2d_backward_input_kernel<T, C, kSignExact>(go, x, wt, gx, partial,
+                                                      s, p.splits, p.chunk);
+    } else {
+      adder2d_backward_input_kernel<T, C, kHardtanh>(go, x, wt, gx, partial,
+                                                     s, p.splits, p.chunk);
+    }
   });
+}
+
+// The launcher's last kernel after kSignFast (and the split reduction).
+template <typename T>
+void sign_ties(const T* go, const T* x, const T* wt, T* gx,
+               const Adder2dShape& s) {
+  if constexpr (std::is_same<T, typename Acc<T>::type>::value)
+    launch(sign_ties_grid<T>(s), kThreads,
+           [&] { sign_ties_kernel<T>(go, x, wt, gx, s); });
 }
 
 // What the launcher does around a kernel: zero the output that partial sums
@@ -92,19 +108,30 @@ void reduce(const Plan& p, void* ws, T* out, float scale) {
   });
 }
 
+// Max error over the largest finite reference value; a NaN or infinity
+// must be matched exactly (NaN by NaN).
 double rel(const std::vector<double>& got, const std::vector<double>& want) {
   double err = 0, scale = 0;
   for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) || !std::isfinite(want[i])) {
+      if (!(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))))
+        err = INFINITY;
+      continue;
+    }
     err = std::max(err, std::fabs(got[i] - want[i]));
-    if (std::isnan(got[i])) err = INFINITY;
     scale = std::max(scale, std::fabs(want[i]));
   }
   return scale > 0 ? err / scale : err;
 }
 
+// What a case plants in its random data for the sign rule's ties.
+enum Plant { kNoPlant, kTies, kNonFinite };
+
 template <typename T>
-bool check(const Case& k, int sm_count, bool sign, bool deterministic,
-           const char* name, double tol) {
+bool check(const Case& k, int sm_count, InputGradRule rule,
+           bool deterministic, const char* name, double tol,
+           Plant plant = kNoPlant) {
+  const bool sign = rule != kHardtanh;
   const Adder2dShape s = shape_of(k);
   const int64_t cin_g = s.cin_g(), cout_g = s.cout_g(), taps = s.taps();
   std::mt19937 rng(k.c * 131 + k.cout + sm_count);
@@ -113,6 +140,30 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
       go(s.n * s.cout * s.hout * s.wout);
   for (auto* v : {&x, &w, &go})
     for (auto& e : *v) e = make<T>(normal(rng));
+  if (plant != kNoPlant) {
+    // Ties: a sixth of the inputs take one of their channel's filter
+    // values; zeros of both signs on each side.
+    std::uniform_int_distribution<int64_t> any(0, 1 << 30);
+    const int64_t HW = s.h * s.w;
+    for (int64_t i = 0; i < (int64_t)x.size(); ++i) {
+      const int64_t c = i / HW % s.c, g = c / cin_g;
+      if (any(rng) % 6 == 0)
+        x[i] = w[((g * cout_g + any(rng) % cout_g) * cin_g + c % cin_g) *
+                     taps + any(rng) % taps];
+      else if (any(rng) % 10 == 0)
+        x[i] = make<T>(any(rng) % 2 ? 0. : -0.);
+    }
+    for (auto& e : w)
+      if (any(rng) % 10 == 0) e = make<T>(any(rng) % 2 ? 0. : -0.);
+    if (plant == kNonFinite) {
+      // NaN and infinities in the inputs, one channel's filters with a NaN,
+      // an infinite filter value met by the same infinity.
+      for (int64_t i = 0; i < (int64_t)x.size(); i += 7)
+        x[i] = make<T>(i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY);
+      w[any(rng) % w.size()] = make<T>(NAN);
+      w[any(rng) % w.size()] = make<T>(INFINITY);
+    }
+  }
 
   // Reference: direct loops in float64 over the (rounded) inputs.
   std::vector<double> y_ref(go.size(), 0), gx_ref(x.size(), 0);
@@ -164,11 +215,16 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
   std::vector<T> gx(x.size(), make<T>(1e3));
   std::vector<char> ws2(workspace_bytes<T>(pb) + 8, 0x7f);
   start(pb, gx);
+  // As the launcher: the fast rule where sign_fast_cuda allows it.
+  const bool fast =
+      rule == kSignFast && sign_fast_cuda<T>(s, deterministic, 1);
+  const InputGradRule run = fast ? kSignFast : sign ? kSignExact : kHardtanh;
   with_backward_tile<T>(pb.tile, [&](auto tile) {
     backward<T, decltype(tile)>(pb, go.data(), x.data(), wt.data(), gx.data(),
-                                ws2.data(), s, sign);
+                                ws2.data(), s, run);
   });
   reduce<T>(pb, ws2.data(), gx.data(), 1.f);
+  if (fast) sign_ties<T>(go.data(), x.data(), wt.data(), gx.data(), s);
 
   std::vector<double> yd(y.size()), gxd(gx.size());
   for (size_t i = 0; i < y.size(); ++i) yd[i] = val(y[i]);
@@ -176,11 +232,14 @@ bool check(const Case& k, int sm_count, bool sign, bool deterministic,
   const double ef = rel(yd, y_ref), eb = rel(gxd, gx_ref);
   const bool ok = ef < tol && eb < tol;
   std::printf("%s %s n%d c%d %dx%d cout%d k%dx%d s%d,%d p%d,%d d%d,%d g%d "
-              "sms%d %s%s: forward tile %d splits %d%s err %.1e, input grad "
+              "sms%d %s%s%s: forward tile %d splits %d%s err %.1e, input grad "
               "tile %d splits %d%s err %.1e\n",
               ok ? "ok  " : "FAIL", name, k.n, k.c, k.h, k.w, k.cout, k.kh,
               k.kw, k.sh, k.sw, k.ph, k.pw, k.dh, k.dw, k.groups, sm_count,
-              sign ? "sign" : "hardtanh", deterministic ? " deterministic" : "",
+              fast ? "sign fast" : sign ? "sign" : "hardtanh",
+              deterministic ? " deterministic" : "",
+              plant == kTies ? " ties planted"
+              : plant == kNonFinite ? " ties, NaN, inf planted" : "",
               pf.tile, pf.splits, pf.splits > 1 && pf.atomic ? " atomic" : "",
               ef, pb.tile, pb.splits,
               pb.splits > 1 && pb.atomic ? " atomic" : "", eb);
@@ -210,14 +269,43 @@ int main() {
   bool ok = true;
   // 1000 multiprocessors: most calls split their reduction; 4: few do.
   for (const auto& k : cases)
-    for (int sms : {1000, 4})
+    for (int sms : {1000, 4}) {
       for (bool sign : {true, false}) {
-        ok &= check<float>(k, sms, sign, sign, "float ", 1e-5);
-        if (sms == 4) ok &= check<double>(k, sms, sign, !sign, "double", 1e-12);
+        const InputGradRule exact = sign ? kSignExact : kHardtanh;
+        ok &= check<float>(k, sms, exact, sign, "float ", 1e-5);
+        if (sms == 4)
+          ok &= check<double>(k, sms, exact, !sign, "double", 1e-12);
       }
-  // float16 inputs, float accumulation: the output's rounding (2^-11).
-  for (int sms : {1000, 4})
-    ok &= check<__half>(cases[0], sms, true, false, "half  ", 2e-3);
+      // The fast sign rule (not deterministic: its corrections are atomic)
+      // with ties planted; the exact rule on the same data. (Not on the
+      // two cases of 130 and 256 channels: the tie kernel's sorts are
+      // slow here, 256 threads meeting at each of its barriers.)
+      if (k.c > 100) continue;
+      ok &= check<float>(k, sms, kSignFast, false, "float ", 1e-5, kTies);
+      ok &= check<float>(k, sms, kSignExact, false, "float ", 1e-5, kTies);
+      ok &= check<float>(k, sms, kSignFast, false, "float ", 1e-5,
+                         kNonFinite);
+      if (sms == 4) {
+        ok &= check<double>(k, sms, kSignFast, false, "double", 1e-12, kTies);
+        ok &= check<double>(k, sms, kSignFast, false, "double", 1e-12,
+                            kNonFinite);
+      }
+    }
+  // The tie kernel's runs (4680 filter values a channel: 2 runs in float,
+  // 3 in double) and chunks (9000 input positions a channel: 2).
+  for (const Case& k : {Case{1, 2, 5, 5, 520, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+                        Case{1, 2, 100, 90, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1}})
+    for (Plant plant : {kTies, kNonFinite}) {
+      ok &= check<float>(k, 4, kSignFast, false, "float ", 1e-5, plant);
+      ok &= check<double>(k, 4, kSignFast, false, "double", 1e-12, plant);
+    }
+  // float16 inputs, float accumulation: the output's rounding (2^-11); the
+  // fast rule is not taken for half types.
+  for (int sms : {1000, 4}) {
+    ok &= check<__half>(cases[0], sms, kSignExact, false, "half  ", 2e-3);
+    ok &= check<__half>(cases[0], sms, kSignFast, false, "half  ", 2e-3,
+                        kTies);
+  }
   std::printf(ok ? "all cases match\n" : "some cases FAILED\n");
   return ok ? 0 : 1;
 }

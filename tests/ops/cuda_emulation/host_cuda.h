@@ -22,6 +22,18 @@ inline dim3 gridDim, blockDim;
 inline std::barrier<>* emulated_block_barrier = nullptr;
 
 inline void __syncthreads() { emulated_block_barrier->arrive_and_wait(); }
+// Whether any thread's predicate holds (a barrier, then every thread reads
+// the count; the last barrier lets thread 0 reset it for the next call).
+inline std::atomic<int> emulated_or_count{0};
+inline int __syncthreads_or(int predicate) {
+  if (predicate) emulated_or_count.fetch_add(1);
+  __syncthreads();
+  const int any = emulated_or_count.load() != 0;
+  __syncthreads();
+  if (threadIdx.x == 0) emulated_or_count.store(0);
+  __syncthreads();
+  return any;
+}
 inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }
 inline int __float_as_int(float v) { int i; std::memcpy(&i, &v, 4); return i; }
 inline double __longlong_as_double(long long v) {
