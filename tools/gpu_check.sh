@@ -6,7 +6,8 @@
 # iteration, else the networks traced by --prepare
 # (tools/benchmark_detector.py --graphs: backbone, neck and head
 # forward+backward, an upper bound on the iteration's ratio); the layers
-# again with the hardtanh input gradient; the kernel variants; then the
+# again with the hardtanh input gradient; the sign rule's fast kernel
+# against its exact one; the kernel variants; then the
 # CPU op suite on that machine's CPU. Needs torch with CUDA, nvcc and
 # pytest.
 #
@@ -88,6 +89,12 @@ fi
 # above take the paper configs' sign rule.
 section "benchmark: the hardtanh input gradient, ResNet-50 and FCOS layers, batch 2, 800x800"
 python3 tools/benchmark_op.py --device cuda --set all --size 800 --repeat 5 --unfold-limit-gb 0 --input-grad hardtanh 2>&1 | tee "$OUT/bench_800_hardtanh.txt"
+# The sign rule's fast kernel plus its tie kernel against the exact kernel
+# (set_sign_fast_mode always / never), layer by layer.
+section "benchmark: the sign rule's fast and exact input-gradient kernels, ResNet-50 and FCOS layers, batch 2, 800x800"
+for set in resnet50 fcos; do
+  python3 tools/benchmark_sign_rule.py --device cuda --set $set --size 800 2>&1
+done | tee "$OUT/bench_sign_rule.txt"
 IFS=';' read -ra variants <<< "${GPU_CHECK_VARIANTS:-}"
 for v in "${variants[@]}"; do
   section "variant: ADDER_DET_NVCC_FLAGS='$v', ResNet-50 and FCOS layers, batch 2, 800x800"

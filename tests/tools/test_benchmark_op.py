@@ -113,6 +113,26 @@ def test_benchmark_sign_rule_runs_and_names_the_isa():
     assert len(lines) == 3 and lines[-1].startswith('s4.in 1x1')
 
 
+def test_benchmark_sign_rule_scales_maps_and_refuses_cuda_without_one():
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_sign_rule.py', '--set', 'fcos',
+         '--size', '64', '--batch', '1', '--layers', 'P6'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert 'size=64' in lines[0] and lines[-1].startswith('head P6 3x3')
+    import torch
+    from adder_det.ops._backend import load_extension
+    if torch.cuda.is_available() and load_extension().built_with_cuda():
+        return
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark_sign_rule.py', '--device', 'cuda',
+         '--layers', 'r18q.s1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert 'needs a GPU and adder_det._C built with CUDA' in out.stderr
+
+
 def _cpu_modes(*args):
     return subprocess.run(
         [sys.executable, 'tools/benchmark_cpu_modes.py', *args],
