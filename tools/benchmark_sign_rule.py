@@ -22,10 +22,10 @@ in auto mode includes strided layers that `auto` here calls exact
 (csrc/cpu/adder2d_cpu.cpp, use_backward_by_channels and
 use_phases_by_channels).
 
-With --device cuda the same on the GPU: the fast kernel (3 instructions a
-term against 5) and the tie kernel after it (csrc/cuda/adder2d_tiles.cuh,
-sign_ties_kernel: it finds and takes back the terms whose input value
-equals a filter value), against the exact kernel; `auto` is
+With --device cuda the same on the GPU: the fast kernel (about 2.5
+instructions a term against 5) and the tie kernel after it
+(csrc/cuda/adder2d_tiles.cuh, sign_ties_kernel: it finds and takes back
+the terms whose input value equals a filter value), against the exact kernel; `auto` is
 `_C.sign_fast_cuda_runs`.
 
     python tools/benchmark_sign_rule.py [--threads 1] [--batch 8]

@@ -81,22 +81,12 @@ __device__ __forceinline__ double times_sign(double b, double d) {
   return fabs(d) > 0. ? f : 0.;
 }
 
-// b * sign(d) where d is neither 0 nor NaN: b with its sign bit flipped by
-// d's, one LOP3 (times_sign's compare and select are the sign rule's ties:
-// sign_ties_kernel takes back what this adds for them).
-__device__ __forceinline__ float times_sign_fast(float b, float d) {
-  return __int_as_float(__float_as_int(b) ^ (__float_as_int(d) & 0x80000000));
-}
-__device__ __forceinline__ double times_sign_fast(double b, double d) {
-  return __longlong_as_double(
-      __double_as_longlong(b) ^
-      (__double_as_longlong(d) & (long long)0x8000000000000000ULL));
-}
-
 // The input-gradient rules the kernel computes: AdderNet's HardTanh, the
 // sign rule exactly (sign(0) = sign(NaN) = 0), or the sign rule without its
-// tie check (ties and NaN counted as +-1, then taken back by
-// sign_ties_kernel).
+// tie check: sum g * sign(w - x) = 2 * sum_{w > x} g - sum g, where the
+// first sum is an FSET (1.0 where w > x) and an FFMA a term and the second
+// one add per column and reduction row, so a tie or NaN term counts as -g
+// (sign -1), which sign_ties_kernel then takes back.
 enum InputGradRule : int { kHardtanh = 0, kSignExact = 1, kSignFast = 2 };
 
 // Partial sums of a split reduction straight into the output.
@@ -464,6 +454,9 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
   // Thread tile: x values of its channels and positions stay in registers.
   const int ty = tid / C::TX, tx = tid % C::TX;
   A xv[TM][TN], acc[TM][TN];
+  A gsum[TN];  // kSignFast: sum of the output gradients of each column
+#pragma unroll
+  for (int j = 0; j < TN; ++j) gsum[j] = 0;
 #pragma unroll
   for (int j = 0; j < TN; ++j) {
     const int64_t pp = col0 + C::col(tx, j);
@@ -498,16 +491,23 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
       for (int i = 0; i < TM; i += 4) lds4(&Fs[cur][kk][C::row(ty, i)], a + i);
 #pragma unroll
       for (int j = 0; j < TN; j += 4) lds4(&Gs[cur][kk][C::col(tx, j)], b + j);
+      if constexpr (kRule == kSignFast) {
+#pragma unroll
+        for (int j = 0; j < TN; ++j) gsum[j] += b[j];
+      }
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-          const A d = a[i] - xv[i][j];
           if constexpr (kRule == kSignFast) {
-            // 3 instructions a MAC where times_sign takes 5 (sm_90: 3.2
-            // against 5.2, 3.4 against 9.2 scheduled stall cycles).
-            acc[i][j] += times_sign_fast(b[j], d);
-          } else if constexpr (kRule == kSignExact) {
+            // FSET.BF + FFMA: 2 instructions a MAC (+ 1/TM for gsum) where
+            // times_sign takes 5 (sm_90, 64x128: 2.45 a MAC in all against
+            // 5.2, 2.9 scheduled stall cycles against 9.2).
+            acc[i][j] = fma(b[j], A(a[i] > xv[i][j]), acc[i][j]);
+            continue;
+          }
+          const A d = a[i] - xv[i][j];
+          if constexpr (kRule == kSignExact) {
             acc[i][j] += times_sign(b[j], d);
           } else if constexpr (std::is_same<A, float>::value) {
             // The clamp as two one-sided selects of the form x < c ? c : x
@@ -540,14 +540,15 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
       const int c = row0 + C::row(ty, i);
       if (c >= cin_g) continue;
       const int64_t idx = (nn * s.c + (int64_t)g * cin_g + c) * HW + hw;
-      put_result(gx, ws, idx, numel, split, splits, acc[i][j], A(1));
+      const A v = kRule == kSignFast ? 2 * acc[i][j] - gsum[j] : acc[i][j];
+      put_result(gx, ws, idx, numel, split, splits, v, A(1));
     }
   }
 }
 
-// The sign rule's ties, after a kSignFast input gradient: that kernel adds
-// b * (+-1) for a term whose d = w - x is 0 or NaN, where the rule (and the
-// CPU) give 0; such terms are rare (an input value equal to one of its
+// The sign rule's ties, after a kSignFast input gradient: that kernel
+// counts a term whose d = w - x is 0 or NaN as -b (w > x fails), where the
+// rule (and the CPU) give 0; such terms are rare (an input value equal to one of its
 // channel's filter values, or a NaN), so they are found afterwards and taken
 // back. A block takes one channel c, one run of up to kTieRun of its R =
 // taps x Cout/g filter values, sorted in shared memory, and kTieChunk of the
@@ -626,8 +627,8 @@ sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
     const A xv = to_acc(x[xi]);
     A fix = 0;
     bool any = false;
-    // Term r with filter value wv: what kSignFast added if d is 0 or NaN
-    // and the tap reaches an output position.
+    // Term r with filter value wv: what kSignFast added (-b) if d is 0 or
+    // NaN and the tap reaches an output position.
     auto term = [&](int r, A wv) {
       const A d = wv - xv;
       if (!(d == A(0) || d != d)) return;
@@ -639,7 +640,7 @@ sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
       if (oh / (int)s.sh >= hout || ow / (int)s.sw >= wout) return;
       const A b = to_acc(go[((ns * s.cout + (int64_t)g * cout_g + t) * hout +
                              oh / (int)s.sh) * wout + ow / (int)s.sw]);
-      fix += times_sign_fast(b, d);
+      fix -= b;
       any = true;
     };
     if (by_term || xv != xv) {
