@@ -548,13 +548,14 @@ adder2d_backward_input_kernel(const T* __restrict__ go,
 
 // The sign rule's ties, after a kSignFast input gradient: that kernel
 // counts a term whose d = w - x is 0 or NaN as -b (w > x fails), where the
-// rule (and the CPU) give 0; such terms are rare (an input value equal to one of its
-// channel's filter values, or a NaN), so they are found afterwards and taken
-// back. A block takes one channel c, one run of up to kTieRun of its R =
-// taps x Cout/g filter values, sorted in shared memory, and kTieChunk of the
-// channel's input values (n, h, w), each looked up by binary search; a NaN
-// input value, or a run with a NaN filter value, is compared term by term.
-// Corrections are added atomically (several runs may correct one value).
+// rule (and the CPU) give 0; such terms are rare (an input value equal to
+// one of its channel's filter values, or a NaN), so they are found
+// afterwards and their b added back. A block takes one channel c, one run
+// of up to TieRun of its R = taps x Cout/g filter values, sorted in shared
+// memory, and kTieChunk of the channel's input values (n, h, w), each
+// looked up by binary search; a NaN input value, or a run with a NaN filter
+// value, is compared term by term. Corrections are added atomically
+// (several runs may correct one value).
 constexpr int kTieChunk = 8192;
 template <typename A> struct TieRun {
   static constexpr int size = sizeof(A) == 4 ? 4096 : 2048;  // 32 KB shared
@@ -625,10 +626,10 @@ sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
     const int h = (int)(hw / W), w = (int)(hw - (int64_t)h * W);
     const int64_t xi = (ns * s.c + c) * HW + hw;
     const A xv = to_acc(x[xi]);
-    A fix = 0;
+    A back = 0;  // what kSignFast counted as -b for the value's ties
     bool any = false;
-    // Term r with filter value wv: what kSignFast added (-b) if d is 0 or
-    // NaN and the tap reaches an output position.
+    // Term r with filter value wv, if d is 0 or NaN and the tap reaches an
+    // output position.
     auto term = [&](int r, A wv) {
       const A d = wv - xv;
       if (!(d == A(0) || d != d)) return;
@@ -640,7 +641,7 @@ sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
       if (oh / (int)s.sh >= hout || ow / (int)s.sw >= wout) return;
       const A b = to_acc(go[((ns * s.cout + (int64_t)g * cout_g + t) * hout +
                              oh / (int)s.sh) * wout + ow / (int)s.sw]);
-      fix -= b;
+      back += b;
       any = true;
     };
     if (by_term || xv != xv) {
@@ -653,7 +654,7 @@ sign_ties_kernel(const T* __restrict__ go, const T* __restrict__ x,
       }
       for (int k = lo; k < n && sv[k] == xv; ++k) term(si[k], sv[k]);
     }
-    if (any) add_partial(gx + xi, -fix);
+    if (any) add_partial(gx + xi, back);
   }
 }
 
@@ -672,7 +673,7 @@ dim3 sign_ties_grid(const Adder2dShape& s) {
 // would round twice), and not in deterministic mode (atomic corrections).
 // By the shape: the tie kernel sorts each run of filter values once per
 // chunk of input values, about 400 instructions per filter value, where
-// the fast tile saves 2 instructions per term: so enough input positions a
+// the fast tile saves about 3 instructions a term: so enough input positions a
 // stride phase (N x H x W / (sh x sw) >= 512) and terms per input value
 // (R / (sh x sw) >= 32). Not yet timed on a GPU.
 template <typename T>
