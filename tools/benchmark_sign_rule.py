@@ -116,7 +116,7 @@ def main(argv=None):
             def timed(mode):
                 _C.set_sign_fast_mode(mode)
                 return best_time(lambda: op(go, x, w, *conf), rounds=2,
-                                 secs=0.1 if cuda else 0.3, sync=sync)
+                                 secs=0.05 if cuda else 0.3, sync=sync)
 
             timed('always'), timed('never')  # warm-up
             tf = te = float('inf')
