@@ -37,6 +37,9 @@ SignFastThresholds sign_fast_thresholds();
 // both tiles on a machine (tools/benchmark_sign_rule.py), between calls.
 std::string sign_fast_mode();
 std::string set_sign_fast_mode(const std::string& name);
+// The same mode as its PathMode value (cpu/path_mode.h: 0 auto, 1 always,
+// 2 never), as the CUDA launcher takes it.
+int sign_fast_mode_value();
 // Whether the CUDA input gradient of this call (sign rule) would take its
 // fast kernel and the tie kernel after it: by the mode (auto: its own
 // thresholds, csrc/cuda/adder2d_tiles.cuh sign_fast_cuda), float and double

@@ -2172,6 +2172,8 @@ std::string set_sign_fast_mode(const std::string& name) {
   return exchange_mode(sign_fast_mode_index, name, "set_sign_fast_mode");
 }
 
+int sign_fast_mode_value() { return sign_fast_mode_index.load(); }
+
 bool sparse_forward_tried(const at::Tensor& input_, const at::Tensor& weight,
                           at::IntArrayRef stride, at::IntArrayRef padding,
                           at::IntArrayRef dilation, int64_t groups) {

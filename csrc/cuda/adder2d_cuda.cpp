@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "../adder2d.h"
+#include "../cpu/path_mode.h"
 #include "adder2d_kernel.cuh"
 
 namespace adder_det {
@@ -87,11 +88,9 @@ at::Tensor adder2d_forward_cuda_op(const at::Tensor& input_,
   return out;
 }
 
-// set_sign_fast_mode's switch as the CUDA launcher takes it.
-int cuda_sign_fast_mode() {
-  const std::string mode = sign_fast_mode();
-  return mode == "always" ? 1 : mode == "never" ? 2 : 0;
-}
+// The launchers take set_sign_fast_mode's switch as its PathMode value.
+static_assert(kModeAuto == 0 && kModeAlways == 1 && kModeNever == 2,
+              "adder2d_kernel.cuh: sign_fast_mode 0 auto, 1 always, 2 never");
 
 at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
                                           const at::Tensor& input_,
@@ -119,7 +118,7 @@ at::Tensor adder2d_backward_input_cuda_op(const at::Tensor& grad_output_,
   // Split reductions add partial sums atomically unless deterministic
   // algorithms are asked for (torch.use_deterministic_algorithms).
   const bool deterministic = at::globalContext().deterministicAlgorithms();
-  const int fast_mode = cuda_sign_fast_mode();
+  const int fast_mode = sign_fast_mode_value();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "adder2d_bwd_input_cuda",
       [&] {
@@ -151,7 +150,7 @@ bool sign_fast_cuda_runs(const at::Tensor& input, const at::Tensor& weight,
       at::kHalf, at::kBFloat16, input.scalar_type(), "sign_fast_cuda_runs",
       [&] {
         runs = adder2d_sign_fast_cuda<typename CudaType<scalar_t>::type>(
-            s, deterministic, cuda_sign_fast_mode());
+            s, deterministic, sign_fast_mode_value());
       });
   return runs;
 }

@@ -668,7 +668,7 @@ dim3 sign_ties_grid(const Adder2dShape& s) {
 }
 
 // Whether the sign rule takes kSignFast and sign_ties_kernel (mode: 0 by
-// the shape, 1 always, 2 never; as adder_det's sign_fast_mode). Only float
+// the shape, 1 always, 2 never; set_sign_fast_mode's PathMode values). Only float
 // and double (the correction adds atomically into the result: half types
 // would round twice), and not in deterministic mode (atomic corrections).
 // By the shape: the tie kernel sorts each run of filter values once per
