@@ -13,7 +13,9 @@
 // AVX-512 build does (32 registers, EVEX); the input gradient's AVX-512
 // tiles with the filter value's broadcast separate or embedded. Also the
 // pair rates of min+FMA and min+add (which pipes min shares) and the clock
-// of a dependent add chain, to turn rates into MACs a cycle.
+// of a dependent add chain, to turn rates into MACs a cycle. The pairs and
+// the AVX2 tile by adds (min_add_mode: acc += min(w, x)) beside its FMA form
+// say which accumulation a core's pipes favour; both run on any AVX2 host.
 #include <immintrin.h>
 // GCC 12 warns that the intrinsics' undefined pass-through operand is
 // uninitialized (as in csrc/cpu).
@@ -122,47 +124,45 @@ input_grad_tile(const float* w, const float* g) {
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {                \
       const __m256 wi = _mm256_set1_ps(w[k * MR + i]);                     \
       _Pragma("GCC unroll 4") for (int v = 0; v < NV; ++v) acc[i][v] =     \
-          _mm256_fmadd_ps(_mm256_min_ps(wi, x[v]), two, acc[i][v]);        \
+          kAdds ? _mm256_add_ps(_mm256_min_ps(wi, x[v]), acc[i][v])       \
+                : _mm256_fmadd_ps(_mm256_min_ps(wi, x[v]), two, acc[i][v]);  \
     }                                                                      \
   }                                                                        \
   for (int i = 0; i < MR; ++i)                                             \
     for (int v = 0; v < NV; ++v)                                           \
       _mm256_store_ps(out + (i * NV + v) * 8, acc[i][v]);
 
-template <int MR, int NV>
+// kAdds: the min form by adds (min_form_adds: acc += min(w, x), the sums
+// doubled after), the other accumulation the kernels can take.
+template <int MR, int NV, bool kAdds = false>
 YMM_TARGET void tile_ymm(const float* w, const float* p) {
   YMM_TILE_BODY
 }
-template <int MR, int NV>
+template <int MR, int NV, bool kAdds = false>
 ZMM_TARGET void tile_ymm_evex(const float* w, const float* p) {
   YMM_TILE_BODY
 }
 
-// 8 independent pairs a round: t = min(a_i, c); acc_i (op)= t.
+// 8 independent pairs a round: t = min(c, c'); acc_i (op)= t. VEX encoding
+// and ymm0-15 only, so the pairs run on every AVX2 host (the min_add_mode
+// choice matters on AVX2-only cores: Zen 1 and Zen 3); the temporaries are
+// reused (renamed), the accumulators are 8 independent chains.
 #define PAIRS(MIN, OP)                                                      \
-  MIN(8, 16) OP(16, 0) MIN(9, 17) OP(17, 1) MIN(10, 18) OP(18, 2)           \
-  MIN(11, 19) OP(19, 3) MIN(12, 20) OP(20, 4) MIN(13, 21) OP(21, 5)         \
-  MIN(14, 22) OP(22, 6) MIN(15, 23) OP(23, 7)
-#define YMIN(a, t) "vminps %%ymm" #a ", %%ymm24, %%ymm" #t "\n"
-#define YFMA(t, c) "vfmadd231ps %%ymm" #t ", %%ymm25, %%ymm" #c "\n"
+  MIN(8) OP(8, 0) MIN(9) OP(9, 1) MIN(10) OP(10, 2) MIN(11) OP(11, 3)       \
+  MIN(12) OP(12, 4) MIN(13) OP(13, 5) MIN(8) OP(8, 6) MIN(9) OP(9, 7)
+#define YMIN(t) "vminps %%ymm14, %%ymm15, %%ymm" #t "\n"
+#define YFMA(t, c) "vfmadd231ps %%ymm" #t ", %%ymm15, %%ymm" #c "\n"
 #define YADD(t, c) "vaddps %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n"
 // Inputs and accumulators start at 0 (no NaN or denormal operands).
-#define ZERO(r) "vpxord %%xmm" #r ", %%xmm" #r ", %%xmm" #r "\n"
-#define ZERO_ALL                                                           \
-  ZERO(0) ZERO(1) ZERO(2) ZERO(3) ZERO(4) ZERO(5) ZERO(6) ZERO(7) ZERO(8)   \
-  ZERO(9) ZERO(10) ZERO(11) ZERO(12) ZERO(13) ZERO(14) ZERO(15) ZERO(24)   \
-  ZERO(25)
 #define CLOBBERS                                                           \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",  \
-      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",         \
-      "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22",       \
-      "xmm23", "xmm24", "xmm25", "cc"
-ZMM_TARGET void pairs_min_fma(long n) {
-  asm volatile(ZERO_ALL "1:\n" PAIRS(YMIN, YFMA) "dec %0\n jnz 1b\n"
+      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc"
+YMM_TARGET void pairs_min_fma(long n) {
+  asm volatile("vzeroall\n1:\n" PAIRS(YMIN, YFMA) "dec %0\n jnz 1b\n"
                : "+r"(n) : : CLOBBERS);
 }
-ZMM_TARGET void pairs_min_add(long n) {
-  asm volatile(ZERO_ALL "1:\n" PAIRS(YMIN, YADD) "dec %0\n jnz 1b\n"
+YMM_TARGET void pairs_min_add(long n) {
+  asm volatile("vzeroall\n1:\n" PAIRS(YMIN, YADD) "dec %0\n jnz 1b\n"
                : "+r"(n) : : CLOBBERS);
 }
 void add_chain(long n) {  // 5 dependent 1-cycle integer ops a round
@@ -212,6 +212,8 @@ int main() {
       tile("ymm 5x2 (AVX2 build, the kernels' tile)", tile_ymm<5, 2>, 80),
       tile("ymm 4x3 (AVX2 build)", tile_ymm<4, 3>, 96),
       tile("ymm 6x2 (AVX2 build)", tile_ymm<6, 2>, 96),
+      tile("ymm 5x2 by adds (AVX2 build, min_add_mode)",
+           tile_ymm<5, 2, true>, 80),
   };
   if (avx512) {
     vs.push_back(tile("zmm 5x1 (AVX-512, the kernels' tile)", tile_zmm<5, 1>,
@@ -235,11 +237,11 @@ int main() {
                       192));
     vs.push_back(tile("hardtanh tile zmm 12x1, emb (the kernels')",
                       input_grad_tile<12, false, true>, 192));
-    vs.push_back(Variant{"ymm min+FMA pairs",
-                         [] { pairs_min_fma(kRounds); }, 8.0 * kRounds});
-    vs.push_back(Variant{"ymm min+add pairs",
-                         [] { pairs_min_add(kRounds); }, 8.0 * kRounds});
   }
+  vs.push_back(Variant{"ymm min+FMA pairs", [] { pairs_min_fma(kRounds); },
+                       8.0 * kRounds});
+  vs.push_back(Variant{"ymm min+add pairs", [] { pairs_min_add(kRounds); },
+                       8.0 * kRounds});
   vs.push_back(Variant{"clock (dependent adds)", [] { add_chain(kRounds); },
                        5.0 * kRounds});
   for (int r = 0; r < 15; ++r)
