@@ -167,17 +167,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "adder_det compiled kernels; the ops are torch.ops.adder_det.*";
   m.def("built_with_cuda", &adder_det::built_with_cuda,
         "Whether the CUDA kernels were compiled in.");
-  m.def(
-      "sign_fast_thresholds",
-      [] {
-        const auto t = adder_det::sign_fast_thresholds();
-        return std::make_tuple(t.min_terms, t.min_positions,
-                               t.min_phase_positions);
-      },
-      "(min terms a value, min positions a channel, min positions a stride "
-      "phase of a strided layer) "
-      "from which the CPU input gradient may take the sign rule's fast "
-      "tile, with the active instruction set.");
+  m.def("sign_fast_cpu_runs", &path_query<&adder_det::sign_fast_cpu_runs>,
+        "Whether the CPU input gradient of this call (sign rule) may take "
+        "the sign rule's fast tile (by the mode and, in auto, the shape, "
+        "the active instruction set and the CPU).");
   m.def("sign_fast_mode", &adder_det::sign_fast_mode,
         "Whether the CPU and CUDA input gradients take the sign rule's fast "
         "tile by their thresholds (auto), on every layer (always) or never.");

@@ -18,16 +18,15 @@ Adder2dShape make_shape(const at::Tensor& input, const at::Tensor& weight,
 void check_grad_output(const at::Tensor& grad_output, const Adder2dShape& s,
                        const at::Tensor& input);
 
-// Where the CPU input gradient may take the sign rule's fast tile (with the
-// active instruction set): at least min_terms * stride_h * stride_w filter
-// terms (Cout/g x taps) an input value, min_positions input positions
-// (N x H x W) a channel, and, with stride > 1, min_phase_positions a
-// stride phase (N x H x W / (stride_h x stride_w)). Exposed to Python
-// (adder_det._C.sign_fast_thresholds) for the benchmark.
-struct SignFastThresholds {
-  int64_t min_terms, min_positions, min_phase_positions;
-};
-SignFastThresholds sign_fast_thresholds();
+// Whether the CPU input gradient of this call (sign rule) may take the
+// sign rule's fast tile: by the mode and, in auto, by thresholds of the
+// active instruction set and CPU (csrc/cpu/adder2d_cpu.cpp sign_fast_runs:
+// filter terms an input value meets, input positions a channel and, with
+// stride > 1, a stride phase). A (sample, channel) with a tie may still run
+// the exact tile. The benchmark asks it instead of copying the rule.
+bool sign_fast_cpu_runs(const at::Tensor& input, const at::Tensor& weight,
+                        at::IntArrayRef stride, at::IntArrayRef padding,
+                        at::IntArrayRef dilation, int64_t groups);
 // Whether the CPU input gradient applies those thresholds ("auto", the
 // default), takes the fast tile on every layer ("always"; still exact: a
 // (sample, channel) with a tie runs the exact tile) or never ("never").

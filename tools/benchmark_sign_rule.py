@@ -15,7 +15,7 @@ with the fast tile forced (`_C.set_sign_fast_mode('always')`: the check
 plus the fast tile) and with it off ('never': the exact tile, no check).
 Best of interleaved runs; the ratio is exact time / fast time (> 1: the
 fast tile, check included, pays on this machine). `auto` says which tile
-the thresholds give the layer. Not told apart: with AVX-512, small maps
+the thresholds give the layer (`_C.sign_fast_cpu_runs`). Not told apart: with AVX-512, small maps
 whose input gradient runs "by input channels" (the fast tile with its own
 check; 'never' turns it off, 'always' keeps its own size limits), which
 in auto mode includes strided layers that `auto` here calls exact
@@ -94,7 +94,6 @@ def main(argv=None):
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if args.cpu_isa:
         _C.set_cpu_isa(args.cpu_isa)
-    min_terms, min_positions, min_phase_positions = _C.sign_fast_thresholds()
     where = (f'gpu={torch.cuda.get_device_name()}' if cuda
              else f'threads={args.threads} cpu_isa={_C.cpu_isa()}')
     print(f'device={args.device} {where} batch={args.batch} size={size} '
@@ -123,15 +122,9 @@ def main(argv=None):
             for _ in range(3):  # interleaved against drifting machine speed
                 tf = min(tf, timed('always'))
                 te = min(te, timed('never'))
-            if cuda:
-                _C.set_sign_fast_mode('auto')
-                fast = _C.sign_fast_cuda_runs(x, w, *conf[:4])
-            else:
-                positions = args.batch * lsize * lsize
-                fast = (cout * k * k >= min_terms * stride ** 2
-                        and positions >= min_positions
-                        and (stride == 1 or
-                             positions >= min_phase_positions * stride ** 2))
+            _C.set_sign_fast_mode('auto')
+            runs = _C.sign_fast_cuda_runs if cuda else _C.sign_fast_cpu_runs
+            fast = runs(x, w, *conf[:4])
             tile = 'fast' if fast else 'exact'
             print(f'{name:20} {cout * k * k:5d} {tf * 1e3:8.2f} '
                   f'{te * 1e3:8.2f} {te / tf:10.2f} {tile}')

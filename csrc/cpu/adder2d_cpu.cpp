@@ -1505,28 +1505,19 @@ int64_t sign_fast_min_phase_positions() {
 // per (sample, channel) where the check finds no tie), never.
 std::atomic<int> sign_fast_mode_index{kModeAuto};
 
-}  // namespace
-
-SignFastThresholds sign_fast_thresholds() {
-  return {sign_fast_min_terms(), sign_fast_min_positions(),
-          sign_fast_min_phase_positions()};
-}
-
-namespace {
-
-// The tie flags for the input gradient's fast sign tile, or none (empty)
-// where it does not run: hardtanh rule, too few terms or positions, every
-// pair tied. wc as for sign_tie_channels.
+// Whether the input gradient may take the fast sign tile (sign rule, by
+// the mode and the thresholds above); the one rule for the dispatch, the
+// tie flags and sign_fast_cpu_runs.
 bool sign_fast_runs(const Adder2dShape& s, bool sign_grad) {
   // Terms an input value meets: each is in about taps / (sh sw) patches.
   const int mode = sign_fast_mode_index.load();
-  const SignFastThresholds t = sign_fast_thresholds();
   return sign_grad && mode != kModeNever &&
          (mode == kModeAlways ||
-          (s.cout_g() * s.taps() >= t.min_terms * s.sh * s.sw &&
-           s.n * s.h * s.w >= t.min_positions &&
-           (s.sh * s.sw == 1 ||
-            s.n * s.h * s.w >= t.min_phase_positions * s.sh * s.sw)));
+          (s.cout_g() * s.taps() >= sign_fast_min_terms() * s.sh * s.sw &&
+           s.n * s.h * s.w >= sign_fast_min_positions() &&
+           (s.sh * s.sw == 1 || s.n * s.h * s.w >=
+                                    sign_fast_min_phase_positions() * s.sh *
+                                        s.sw)));
 }
 
 // A strided layer's sign-rule input gradient by input channels, stride
@@ -1561,8 +1552,9 @@ bool use_phases_by_channels(const Adder2dShape& s, bool sign_grad) {
          s.n * most <= max_positions && s.taps() < (int64_t(1) << 26);
 }
 
-// Empty flags: the exact tile everywhere (the hardtanh rule, the fast tile
-// off, or every pair kTieExact).
+// The tie flags for the input gradient's fast sign tile; empty flags: the
+// exact tile everywhere (the hardtanh rule, the fast tile off, too few
+// terms or positions, or every pair kTieExact). wc as for sign_tie_channels.
 template <typename T>
 SignTies<T> sign_fast_ties(const T* x, const T* wc, const Adder2dShape& s,
                            bool sign_grad) {
@@ -2201,6 +2193,13 @@ bool rows_forward_runs(const at::Tensor& input, const at::Tensor& weight,
                        at::IntArrayRef dilation, int64_t groups) {
   return use_forward_by_rows(
       make_shape(input, weight, stride, padding, dilation, groups));
+}
+
+bool sign_fast_cpu_runs(const at::Tensor& input, const at::Tensor& weight,
+                        at::IntArrayRef stride, at::IntArrayRef padding,
+                        at::IntArrayRef dilation, int64_t groups) {
+  return sign_fast_runs(
+      make_shape(input, weight, stride, padding, dilation, groups), true);
 }
 
 bool rows_input_grad_runs(const at::Tensor& input, const at::Tensor& weight,

@@ -505,6 +505,34 @@ def test_min_add_mode_choice(cpu_isa):
     assert ext.min_add_mode() == 'auto'
 
 
+def test_sign_fast_cpu_choice(cpu_isa):
+    """auto: the fast tile from 64 terms an input value (filters x taps /
+    stride^2; the baseline build 256, AVX2 on Intel any) and, with AVX-512,
+    from 64 input positions a channel and 256 a stride phase (the baseline
+    build 512 positions); always / never: every layer or none."""
+    ext = _backend.load_extension()
+    intel = _amd_family()[0] == 'GenuineIntel'
+
+    def runs(cout, hw, stride=1, n=2):
+        x = torch.randn(n, 8, hw, hw)
+        w = torch.randn(cout, 8, 3, 3)
+        return ext.sign_fast_cpu_runs(x, w, [stride] * 2, [1, 1], [1, 1], 1)
+    avx2 = cpu_isa == 'avx2'
+    assert runs(8, 16) == (cpu_isa != 'generic')  # 72 terms, 512 positions
+    assert runs(4, 16) == (avx2 and intel)  # 36 terms
+    assert runs(32, 16) is True  # 288 terms
+    assert runs(32, 5) == avx2  # 50 positions: AVX-512 from 64, generic 512
+    assert runs(32, 16, stride=2) == avx2  # 128 positions a phase
+    assert runs(32, 32, stride=2) == (cpu_isa != 'generic')  # 512 a phase
+    try:
+        ext.set_sign_fast_mode('always')
+        assert runs(1, 2) is True
+        ext.set_sign_fast_mode('never')
+        assert runs(256, 64) is False
+    finally:
+        ext.set_sign_fast_mode('auto')
+
+
 @pytest.fixture(params=['auto', 'always'])
 def sign_fast_mode(request, compiled):
     """The sign rule's fast tile by the thresholds, or on every layer (which

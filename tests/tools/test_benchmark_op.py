@@ -111,6 +111,10 @@ def test_benchmark_sign_rule_runs_and_names_the_isa():
     lines = out.stdout.splitlines()
     assert f'cpu_isa={best}' in lines[0]
     assert len(lines) == 3 and lines[-1].startswith('s4.in 1x1')
+    # 512 terms, 49 positions: the fast tile by AVX2's thresholds, not by
+    # AVX-512's (from 64 positions); the column asks _C.sign_fast_cpu_runs
+    expect = 'exact' if best == 'avx512' else 'fast'
+    assert lines[-1].split()[-1] == expect, lines[-1]
 
 
 def test_benchmark_sign_rule_scales_maps_and_refuses_cuda_without_one():
