@@ -850,6 +850,32 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
     }
 }
 
+#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 32
+// dst + j * ld (32-byte aligned rows) = lane j of 8 rows, load(t, h)
+// giving lanes [4h, 4h + 4) of row t: halves paired by inserts, then 4 x 4
+// transposes within the 128-bit lanes (no lane-crossing shuffle:
+// vperm2f128 is 8 uops on Zen 1).
+template <typename Load>
+ADDER_INLINE void transpose8(Load load, float* dst, int64_t ld) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    __m256 a[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t)
+      a[t] = _mm256_insertf128_ps(_mm256_castps128_ps256(load(t, h)),
+                                  load(t + 4, h), 1);
+    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]);
+    const __m256 t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]);
+    const __m256 t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    _mm256_store_ps(dst + (4 * h) * ld, _mm256_shuffle_ps(t0, t2, 0x44));
+    _mm256_store_ps(dst + (4 * h + 1) * ld, _mm256_shuffle_ps(t0, t2, 0xee));
+    _mm256_store_ps(dst + (4 * h + 2) * ld, _mm256_shuffle_ps(t1, t3, 0x44));
+    _mm256_store_ps(dst + (4 * h + 3) * ld, _mm256_shuffle_ps(t1, t3, 0xee));
+  }
+}
+#endif
+
 #if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
 // dst + j * ld (64-byte aligned rows) = lane j of r[0..16): a 16 x 16
 // transpose in registers (4 rounds of 16 shuffles). (GCC 12 warns that the
@@ -925,19 +951,24 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
     valid[i / W][i % W] = i < nf ? -1 : 0;
   }
   D total[NV][2] = {};
-#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
-  // AVX-512 float: 16 values of 16 filters load as rows and transpose in
-  // registers (transpose16), 16 rows of the tile at a time, instead of a
-  // gather per row (packing 512 filters of 4608 values: gathers were ~20%
-  // of the sparse forward at 7x7).
+#if ADDER_ISA_X86
+  // x86 float: W values of W filters load as rows and transpose in
+  // registers (transpose16, transpose8), W rows of the tile at a time,
+  // instead of a gather per row (AVX-512, packing 512 filters of 4608
+  // values: gathers were ~20% of the sparse forward at 7x7). With AVX2 the
+  // gathers read 8 rows K apart a row of the tile; at K = 1024 or 2048 (4
+  // KB apart) those all fall in one L1 set: on a Zen 3 core the packing of
+  // 512 filters of 2048 values took more time than the sparse forward's
+  // arithmetic (docs/benchmarks.md, session 31).
   constexpr bool kRows = std::is_same_v<T, float>;
-  alignas(64) float block[kRows ? NV : 1][16][16];
+  alignas(64) float block[kRows ? NV : 1][W][W];
 #endif
   for (int64_t k0 = kb; k0 < K; k0 += 4) {
-#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+#if ADDER_ISA_X86
     if constexpr (kRows) {
-      if (k0 % 16 == 0) {
-        const int nk = (int)std::min<int64_t>(16, K - k0);
+      if (k0 % W == 0) {
+        const int nk = (int)std::min<int64_t>(W, K - k0);
+#if ADDER_VEC_BYTES == 64
         const __mmask16 in = nk == 16 ? 0xffff : (1u << nk) - 1;
         for (int v = 0; v < NV; ++v) {
           __m512 r[16];
@@ -949,6 +980,21 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
                        : _mm512_setzero_ps();
           transpose16(r, &block[v][0][0], 16);
         }
+#else
+        for (int v = 0; v < NV; ++v) {
+          // Lanes [4h, 4h + 4) of filter v * 8 + t's values k0, k0 + 1, ...
+          const auto load = [&](int t, int h) {
+            const int f = v * W + t, n = nk - 4 * h;
+            if (f >= nf || n <= 0) return _mm_setzero_ps();
+            const float* p = src + f * s.k() + k0 + 4 * h;
+            if (n >= 4) return _mm_loadu_ps(p);
+            alignas(16) float tail[4] = {};
+            std::memcpy(tail, p, n * sizeof(float));
+            return _mm_load_ps(tail);
+          };
+          transpose8(load, &block[v][0][0], 8);
+        }
+#endif
       }
     }
 #endif
@@ -957,9 +1003,9 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
       const V shift = vsplat(rs ? rs[k] : T(0));
       for (int v = 0; v < NV; ++v) {
         V raw;
-#if ADDER_ISA_X86 && ADDER_VEC_BYTES == 64
+#if ADDER_ISA_X86
         if constexpr (kRows)
-          raw = vload((const T*)block[v][k % 16]);
+          raw = vload((const T*)block[v][k % W]);
         else
 #endif
           raw = vgather(src + k, idx + v * W, nf - v * W);
@@ -1256,29 +1302,6 @@ ADDER_INLINE int append_nonzero(__m256 v, unsigned lanes, int64_t k,
   _mm256_storeu_ps(vals, _mm256_permutevar8x32_ps(v, perm));
   _mm256_storeu_si256((__m256i*)rows, _mm256_permutevar8x32_epi32(ids, perm));
   return __builtin_popcount(nz);
-}
-// dst + j * ld (32-byte aligned rows) = lane j of 8 rows, load(t, h)
-// giving lanes [4h, 4h + 4) of row t: halves paired by inserts, then 4 x 4
-// transposes within the 128-bit lanes (no lane-crossing shuffle:
-// vperm2f128 is 8 uops on Zen 1).
-template <typename Load>
-ADDER_INLINE void transpose8(Load load, float* dst, int64_t ld) {
-#pragma GCC unroll 2
-  for (int h = 0; h < 2; ++h) {
-    __m256 a[4];
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t)
-      a[t] = _mm256_insertf128_ps(_mm256_castps128_ps256(load(t, h)),
-                                  load(t + 4, h), 1);
-    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]);
-    const __m256 t1 = _mm256_unpackhi_ps(a[0], a[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]);
-    const __m256 t3 = _mm256_unpackhi_ps(a[2], a[3]);
-    _mm256_store_ps(dst + (4 * h) * ld, _mm256_shuffle_ps(t0, t2, 0x44));
-    _mm256_store_ps(dst + (4 * h + 1) * ld, _mm256_shuffle_ps(t0, t2, 0xee));
-    _mm256_store_ps(dst + (4 * h + 2) * ld, _mm256_shuffle_ps(t1, t3, 0x44));
-    _mm256_store_ps(dst + (4 * h + 3) * ld, _mm256_shuffle_ps(t1, t3, 0xee));
-  }
 }
 #endif
 
