@@ -903,7 +903,9 @@ def test_sparse_forward_accumulates_alike_by_adds_and_fmas(cpu_isa, case,
 
 def test_sparse_forward_choice(cpu_isa):
     """auto: float32 layers with >= 64 filters a group with AVX-512, >= 32
-    and >= 32 values a patch with AVX2, >= 64 outputs, and >= 40% zeros in
+    and >= 32 values a patch with AVX2 (pointwise layers where the dense
+    form runs by FMAs: >= 128 filters and >= 128 outputs), >= 64 outputs,
+    and >= 40% zeros in
     a sample of the input (>= 50% where the dense min form adds: AMD Zen
     1; >= 30% where the AVX-512 dense tiles compute in 256-bit vectors: AMD
     Zen 4; the baseline ISA never);
@@ -944,18 +946,28 @@ def test_sparse_forward_choice(cpu_isa):
         ext.set_min_add_mode('auto')
     pointwise = ([1, 1], [0, 0], [1, 1], 1)
     small = torch.randn(32, 64, 1, 1)  # 32 filters: one AVX2 tile
-    assert ext.sparse_forward_tried(relu, small, *pointwise) == avx2
-    assert not ext.sparse_forward_tried(relu, torch.randn(16, 64, 1, 1),
-                                        *pointwise)
-    assert ext.sparse_forward_tried(relu, torch.randn(64, 64, 1, 1),
-                                    *pointwise) == vector
-    # AVX2: not where a patch has fewer than 32 values.
-    assert ext.sparse_forward_tried(relu[:, :32].contiguous(),
-                                    torch.randn(32, 32, 1, 1),
-                                    *pointwise) == avx2
-    assert ext.sparse_forward_tried(relu[:, :16].contiguous(),
-                                    torch.randn(64, 16, 1, 1),
-                                    *pointwise) == avx512
+
+    def pointwise_tried(x, cout):
+        return ext.sparse_forward_tried(
+            x.contiguous(), torch.randn(cout, x.shape[1], 1, 1), *pointwise)
+    try:
+        # AVX2 where the dense min form adds (Zen 1): from one tile of 32
+        # filters and 32 values a patch.
+        ext.set_min_add_mode('always')
+        assert ext.sparse_forward_tried(relu, small, *pointwise) == avx2
+        assert not pointwise_tried(relu, 16)
+        assert pointwise_tried(relu, 64) == vector
+        assert pointwise_tried(relu[:, :32], 32) == avx2
+        assert pointwise_tried(relu[:, :16], 64) == avx512
+        # By FMAs (Zen 3, Intel), AVX2 takes pointwise layers from 128
+        # filters and 128 positions.
+        ext.set_min_add_mode('never')
+        assert pointwise_tried(relu, 64) == avx512
+        assert pointwise_tried(relu, 128) == vector  # 392 positions
+        assert pointwise_tried(relu[:, :, :8, :7], 128) == avx512  # 112
+        assert pointwise_tried(relu[:, :, :8, :8], 128) == vector  # 128
+    finally:
+        ext.set_min_add_mode('auto')
     assert ext.sparse_forward_tried(relu[:, :16].contiguous(),
                                     torch.randn(64, 16, 3, 3), *conf) == vector
     big = torch.randn(512, 512, 3, 3)  # 9.4 MB of filters: packed per use
