@@ -15,12 +15,12 @@ with the fast tile forced (`_C.set_sign_fast_mode('always')`: the check
 plus the fast tile) and with it off ('never': the exact tile, no check).
 Best of interleaved runs; the ratio is exact time / fast time (> 1: the
 fast tile, check included, pays on this machine). `auto` says which tile
-the thresholds give the layer (`_C.sign_fast_cpu_runs`). Not told apart: with AVX-512, small maps
-whose input gradient runs "by input channels" (the fast tile with its own
-check; 'never' turns it off, 'always' keeps its own size limits), which
-in auto mode includes strided layers that `auto` here calls exact
-(csrc/cpu/adder2d_cpu.cpp, use_backward_by_channels and
-use_phases_by_channels).
+the thresholds give the layer (`_C.sign_fast_cpu_runs`). Not told apart:
+with AVX-512, small maps whose input gradient runs "by input channels"
+(the fast tile with its own check; 'never' turns it off, 'always' keeps
+its own size limits), which in auto mode includes strided layers that
+`auto` here calls exact (csrc/cpu/adder2d_cpu.cpp, use_backward_by_channels
+and use_phases_by_channels).
 
 With --device cuda the same on the GPU: the fast kernel (about 2.5
 instructions a term against 5) and the tie kernel after it
