@@ -25,8 +25,8 @@ and use_phases_by_channels).
 With --device cuda the same on the GPU: the fast kernel (about 2.5
 instructions a term against 5) and the tie kernel after it
 (csrc/cuda/adder2d_tiles.cuh, sign_ties_kernel: it finds and takes back
-the terms whose input value equals a filter value), against the exact kernel; `auto` is
-`_C.sign_fast_cuda_runs`.
+the terms whose input value equals a filter value), against the exact
+kernel; `auto` is `_C.sign_fast_cuda_runs`.
 
     python tools/benchmark_sign_rule.py [--threads 1] [--batch 8]
     python tools/benchmark_sign_rule.py --device cuda --set resnet50 --size 800

@@ -480,18 +480,17 @@ bool sparse_forward_candidate(const Adder2dShape& s, bool is_float) {
   // host in AVX2 mode: level at 64).
   // Pointwise layers with AVX2 where the dense min form runs by FMAs (not
   // Zen 1; timed on a Zen 3 core, session 31, half zeros, ResNet-50's 1x1
-  // layers, alternated in one process, 2-4 runs): the dense pointwise path
+  // layers, alternated in one process, 2 runs): the dense pointwise path
   // packs its filters as they are, the sparse one transposes them, a cost
   // the arithmetic of few positions does not cover (98 positions: 2048 ->
   // 512 1.20-1.26x the dense time, 1024 -> 2048 1.05-1.14x), and lists
   // every value for few filters (64 filters at 56x56: 1.02-1.17x); from 128
-  // filters on >= 392 positions 0.85-1.07x. So from 128 filters and 128
-  // positions there.
+  // filters on 392 positions level (0.85-1.15x), on 1568 0.80-0.96x. So
+  // from 128 filters and 128 positions there.
   const bool avx512 = active_isa() == kAvx512, avx2 = active_isa() == kAvx2;
-  const bool pointwise_fma = avx2 && s.taps() == 1 && !min_form_adds();
-  const int64_t min_filters = avx512 ? 64 : avx2 ? pointwise_fma ? 128 : 32
-                                                  : -1;
-  const int64_t min_positions = pointwise_fma ? 128 : 64;
+  int64_t min_filters = avx512 ? 64 : avx2 ? 32 : -1, min_positions = 64;
+  if (avx2 && s.taps() == 1 && !min_form_adds())
+    min_filters = min_positions = 128;
   const int64_t min_k = avx2 ? 32 : 1;
   return is_float && min_filters > 0 && s.cout_g() >= min_filters &&
          s.k() >= min_k && s.n * s.hout * s.wout >= min_positions;

@@ -513,8 +513,8 @@ def test_sign_fast_cpu_choice(cpu_isa):
     ext = _backend.load_extension()
     intel = _amd_family()[0] == 'GenuineIntel'
 
-    def runs(cout, hw, stride=1, n=2):
-        x = torch.randn(n, 8, hw, hw)
+    def runs(cout, hw, stride=1):
+        x = torch.randn(2, 8, hw, hw)
         w = torch.randn(cout, 8, 3, 3)
         return ext.sign_fast_cpu_runs(x, w, [stride] * 2, [1, 1], [1, 1], 1)
     avx2 = cpu_isa == 'avx2'
