@@ -33,6 +33,23 @@ ADDER_INLINE typename Vec<T, VB>::type vload(const T* p) {
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+// A tile's accumulators zeroed a vector at a time: `V acc[M][N] = {}` on an
+// array whose address the write-back takes (memcpy) compiled (GCC 12) to a
+// rep stosq of the whole array on every call (3.6% of the AVX2 forward
+// tile's samples on a 64-filter 3x3 layer).
+template <typename V, int M, int N>
+ADDER_INLINE void zero_tile(V (&acc)[M][N]) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) acc[i][j] = V{};
+}
+// Stores a vector passed by value: the tiles write their accumulators back
+// through it, so no accumulator array has its address taken (GCC then kept
+// the AVX2 hardtanh input-gradient tile's accumulators in memory, a store
+// each a term).
+template <typename T, int VB = kVecBytes>
+ADDER_INLINE void vstore(T* p, typename Vec<T, VB>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 template <typename T, int VB = kVecBytes>
 ADDER_INLINE typename Vec<T, VB>::type vsplat(T s) {
   const typename Vec<T, VB>::type zero = {};
@@ -426,7 +443,8 @@ ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
   using V = typename Vec<T, VB>::type;
   constexpr int W = Vec<T, VB>::width, NR = kFwdNV * Vec<T>::width;
   constexpr int NV = NR / W;
-  V acc[MR][NV] = {};
+  V acc[MR][NV];
+  zero_tile(acc);
   const T* wr[MR];
   for (int i = 0; i < MR; ++i)
     wr[i] = kInterleaved ? w + i : w + std::min(i, rows - 1) * ldw;
@@ -454,7 +472,7 @@ ADDER_INLINE void forward_tile_vb(int64_t kc, const T* w, int64_t ldw,
   const T sign = kForm == kMinAdd ? T(2) : kForm == kMinFma ? T(1) : T(-1);
   for (int i = 0; i < rows; ++i) {
     T tmp[NR];
-    std::memcpy(tmp, acc[i], sizeof(tmp));
+    for (int v = 0; v < NV; ++v) vstore<T, VB>(tmp + v * W, acc[i][v]);
     T* o = out + i * ldo;
     if (first)
       for (int j = 0; j < cols; ++j) o[j] = sign * tmp[j];
@@ -817,7 +835,8 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
                                     T* out, bool first) {
   using V = typename Vec<T, VB>::type;
   constexpr int W = Vec<T, VB>::width, NF = fvec_nf<T>(), NV = NF / W;
-  V acc[MP][NV] = {};
+  V acc[MP][NV];
+  zero_tile(acc);
   const V two = vsplat<T, VB>(2);  // forms as in forward_tile
   for (int64_t k = 0; k < kc; ++k) {
     V wk[NV];
@@ -1109,7 +1128,8 @@ inline void forward_rows_impl(const T* w, const T* xp, int64_t K, int64_t nf,
       const T* xr[MQ];
       for (int i = 0; i < MF; ++i) wr[i] = w + std::min(f + i, nf - 1) * K;
       for (int j = 0; j < MQ; ++j) xr[j] = xp + std::min(q + j, nq - 1) * K;
-      V acc[MF][MQ] = {};
+      V acc[MF][MQ];
+      zero_tile(acc);
       for (int64_t k = 0; k < kv; k += W) {
         V a[MF], b[MQ];
 #pragma GCC unroll 8
@@ -1152,7 +1172,8 @@ ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, MQ = kRowsBwdMQ;
   const V one = opaque_one(vsplat<T>(1)), mone = vsplat<T>(-1);
-  V xv[MQ][NV], acc[MQ][NV] = {};
+  V xv[MQ][NV], acc[MQ][NV];
+  zero_tile(acc);
   for (int j = 0; j < MQ; ++j)
     for (int v = 0; v < NV; ++v)
       xv[j][v] = vload<T>(xc + qj[j] * ldx + k + v * W);
@@ -1171,7 +1192,7 @@ ADDER_INLINE void backward_input_rows_tile(const T* w, int64_t ldw,
   }
   for (int j = 0; j < mq; ++j)
     for (int v = 0; v < NV; ++v)
-      std::memcpy(dcol + (q + j) * ldx + k + v * W, &acc[j][v], sizeof(V));
+      vstore<T>(dcol + (q + j) * ldx + k + v * W, acc[j][v]);
 }
 // Positions [0, nq) (patch rows ldx apart from xc, each kb values; g of
 // position j, filter f at go[j + f * ldg]), filters [0, nf) (row f at
@@ -1708,7 +1729,8 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NV = bwd_nv<kSign>();
   constexpr int kU = MR * NV >= 4 ? 1 : 4 / (MR * NV);
-  V acc[kU][MR][NV] = {}, xv[MR][NV];
+  V acc[kU][MR][NV], xv[MR][NV];
+  for (int u = 0; u < kU; ++u) zero_tile(acc[u]);
   const T* wr[MR];
   for (int i = 0; i < MR; ++i) {
     const int row = std::min(i, rows - 1);
@@ -1744,7 +1766,7 @@ ADDER_INLINE void backward_input_tile(int64_t R, const T* wt, int64_t ldw,
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) acc[0][i][v] += acc[u][i][v];
   for (int i = 0; i < rows; ++i)
-    std::memcpy(dcol[i], acc[0][i], sizeof(acc[0][i]));
+    for (int v = 0; v < NV; ++v) vstore<T>(dcol[i] + v * W, acc[0][i][v]);
 }
 
 // Exact tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
@@ -1802,7 +1824,8 @@ ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
                                                 T (*dcol)[Vec<T>::width],
                                                 int rows) {
   using V = typename Vec<T>::type;
-  V acc[MR] = {}, xv[MR];
+  V acc[MR], xv[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = V{};
   const T* wr[MR];
   for (int i = 0; i < MR; ++i) {
     const int row = std::min(i, rows - 1);
@@ -1815,7 +1838,7 @@ ADDER_INLINE void backward_input_sign_fast_tile(int64_t R, const T* wt,
     for (int i = 0; i < MR; ++i)
       acc[i] = add_where_broadcast_greater<T>(acc[i], wr[i] + t, xv[i], gv);
   }
-  for (int i = 0; i < rows; ++i) std::memcpy(dcol[i], &acc[i], sizeof(acc[i]));
+  for (int i = 0; i < rows; ++i) vstore<T>(dcol[i], acc[i]);
 }
 
 // Fast tiles over `rows` rows (ldw apart in wt, patch rows xrows[i]): full
@@ -1872,7 +1895,8 @@ ADDER_INLINE void backward_input_cvec_tile(int64_t rc, const T* wv,
                                            T* out, bool first) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width, NV = kCvecNV, NC = NV * W;
-  V acc[MP][NV] = {}, xr[MP][NV];
+  V acc[MP][NV], xr[MP][NV];
+  zero_tile(acc);
   for (int i = 0; i < MP; ++i)
     for (int v = 0; v < NV; ++v) xr[i][v] = vload(xv + i * NC + v * W);
   for (int64_t r = 0; r < rc; ++r) {
