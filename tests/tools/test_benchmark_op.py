@@ -234,3 +234,37 @@ def test_cpu_peak_memory_sees_a_short_allocation():
         block.close()
     # Within 2 MB: the process's other pages come and go meanwhile.
     assert size - (2 << 20) <= mem.bytes < size + (2 << 20), mem.bytes
+
+
+def _compare_builds(*args):
+    return subprocess.run(
+        [sys.executable, 'tools/compare_builds.py', *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_compare_builds_times_each_build_in_its_own_process():
+    """tools/compare_builds.py: the same build as old and new gives one
+    line per layer and pass with both times and their ratio, then the sums;
+    each child imports the package copy holding its build (it exits
+    otherwise). A missing build file and an unknown pass are refused by
+    name."""
+    from adder_det.ops._backend import load_extension
+    so = load_extension().__file__
+    out = _compare_builds(so, so, '--layers', 's4.conv2 3x3/2', '--size',
+                          '64', '--pass', 'forward,input_grad,fwdbwd',
+                          '--rounds', '1', '--calls', '1')
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert 'size=64' in lines[0] and 'rounds=1' in lines[0]
+    rows = [line.split() for line in lines[2:5]]
+    assert [r[2] for r in rows] == ['forward', 'input_grad', 'fwdbwd']
+    for r in rows:
+        assert ' '.join(r[:2]) == 's4.conv2 3x3/2'
+        assert float(r[3]) > 0 and float(r[4]) > 0 and float(r[5]) > 0
+    assert [line.split()[1] for line in lines[5:]] == [
+        'forward:', 'input_grad:', 'fwdbwd:']
+    out = _compare_builds('/no/such.so', so, '--layers', 's4.in')
+    assert out.returncode != 0
+    assert 'no extension file /no/such.so' in out.stderr
+    out = _compare_builds(so, so, '--pass', 'forward,backward')
+    assert out.returncode != 0 and 'unknown --pass backward' in out.stderr
