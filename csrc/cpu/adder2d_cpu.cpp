@@ -330,7 +330,10 @@ bool use_in_place_forward(const Adder2dShape& s) {
 // leave the filter packing uncovered (3x3/2 256 at 7x7 in, 32 outputs:
 // 0.48 -> 0.57-0.77; 4x4 level or slower). AVX2: 512 at 7x7 7.51 -> 6.14,
 // 256 at 14x14 6.45 -> 5.45, 128 at 28x28 5.84 -> 5.28, 3x3/2 512 at 14x14
-// in 7.59 -> 6.51, but 64 at 56x56 5.72 -> 7.16. Not timed with the
+// in 7.59 -> 6.51, but 64 at 56x56 5.72 -> 7.16. With AVX2's tile at 5
+// positions (session 32, Zen 3, 0.62-0.82x the 6-position tile's time),
+// from 64 filters was level (64 at 56x56 0.97x, the main job's 64-filter
+// 3x3 layers 0.91-1.08x, summed 1.00x): kept at 128. Not timed with the
 // baseline ISA's kernels, which keep the other paths.
 bool use_forward_by_filters(const Adder2dShape& s) {
   if (s.taps() == 1 || active_isa() == kGeneric) return false;

@@ -361,12 +361,17 @@ constexpr int64_t kImplicitKC = 128;
 template <typename T>
 constexpr int fwd_nr() { return kFwdNV * Vec<T>::width; }
 // The forward by filters (forward_fvec_tile): MP positions x NV vectors of
-// filters (AVX-512 7 x 2 zmm, AVX2 6 x 2 ymm: 14 / 12 accumulators), K in
+// filters (AVX-512 7 x 2 zmm, AVX2 5 x 2 ymm: 14 / 10 accumulators), K in
 // blocks whose NF-filter slice (32 KiB / 16 KiB for float) stays in L1
 // across the position tiles. AVX-512 in 256-bit vectors (half_width_tiles):
 // the same NF filters as 4 ymm, kFvecMPHalf = 5 positions (20
-// accumulators; 4 and 6 positions ran slower, session 23).
-constexpr int kFvecNV = 2 * kVecScale, kFvecMP = kVecBytes == 64 ? 7 : 6;
+// accumulators; 4 and 6 positions ran slower, session 23). AVX2 had 6
+// positions, 17 live vectors with the min forms' constant 2 or the direct
+// form's mask: GCC 12 kept two accumulators in memory, a load and a store
+// each a term; 5 positions took 0.62-0.82x its time on ResNet-50's 3x3
+// layers of 128-512 filters (Zen 3, session 32; 6 with the 2 read from
+// memory by asm, 0.76-0.85x: a load each FMA).
+constexpr int kFvecNV = 2 * kVecScale, kFvecMP = kVecBytes == 64 ? 7 : 5;
 constexpr int kFvecMPHalf = 5;
 // forward_by_filters sizes its scratch rows by kFvecMP tiles.
 static_assert(kFvecMPHalf <= kFvecMP, "half-width tiles outgrow the rows");
@@ -1061,15 +1066,15 @@ inline void forward_fvec_positions(const T* xg, const int64_t* pos,
                                    int64_t kc, bool use_min, bool adds,
                                    bool first, T* yc) {
   constexpr int NF = fvec_nf<T>();
-  for (int64_t p = 0; p < np; p += MP) {
-    const T* xr[MP];
-    for (int i = 0; i < MP; ++i)
-      xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
-    with_form(use_min, adds, [&](auto form) {
+  with_form(use_min, adds, [&](auto form) {
+    for (int64_t p = 0; p < np; p += MP) {
+      const T* xr[MP];
+      for (int i = 0; i < MP; ++i)
+        xr[i] = xg + pos[p0 + std::min<int64_t>(p + i, np - 1)];
       forward_fvec_tile<T, MP, decltype(form)::value, VB>(
           kc, wv, off, xr, yc + p * NF, first);
-    });
-  }
+    }
+  });
 }
 
 // Filter tile wv ([K][NF]) over positions [p0, p1) of a group: position q's
