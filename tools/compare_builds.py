@@ -124,6 +124,8 @@ def main(argv=None):
     if bad:
         sys.exit(f'compare_builds: unknown --pass {",".join(bad)} (choose '
                  f'from {", ".join(PASSES)})')
+    if args.rounds < 1 or args.calls < 1:
+        sys.exit('compare_builds: --rounds and --calls must be at least 1')
     if args.child:
         return child(args)
     sys.path.insert(0, ROOT)

@@ -246,8 +246,8 @@ def test_compare_builds_times_each_build_in_its_own_process():
     """tools/compare_builds.py: the same build as old and new gives one
     line per layer and pass with both times and their ratio, then the sums;
     each child imports the package copy holding its build (it exits
-    otherwise). A missing build file and an unknown pass are refused by
-    name."""
+    otherwise). A missing build file, an unknown pass and zero rounds are
+    refused by name."""
     from adder_det.ops._backend import load_extension
     so = load_extension().__file__
     out = _compare_builds(so, so, '--layers', 's4.conv2 3x3/2', '--size',
@@ -268,3 +268,5 @@ def test_compare_builds_times_each_build_in_its_own_process():
     assert 'no extension file /no/such.so' in out.stderr
     out = _compare_builds(so, so, '--pass', 'forward,backward')
     assert out.returncode != 0 and 'unknown --pass backward' in out.stderr
+    out = _compare_builds(so, so, '--rounds', '0')
+    assert out.returncode != 0 and '--rounds and --calls' in out.stderr
