@@ -15,7 +15,7 @@ rebuilding), loaded with this checkout's Python package.
 
     cp adder_det/_C*.so /tmp/old.so    # then change csrc/, rebuild
     python tools/compare_builds.py /tmp/old.so adder_det/_C*.so --layers s1,s2
-    python tools/compare_builds.py OLD.so NEW.so --pass input_grad --input-grad hardtanh
+    python tools/compare_builds.py A.so B.so --pass fwdbwd --input-grad hardtanh
 """
 import argparse
 import json
