@@ -42,10 +42,10 @@ ADDER_INLINE void zero_tile(V (&acc)[M][N]) {
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) acc[i][j] = V{};
 }
-// Stores a vector passed by value: the tiles write their accumulators back
-// through it, so no accumulator array has its address taken (GCC then kept
-// the AVX2 hardtanh input-gradient tile's accumulators in memory, a store
-// each a term).
+// The store beside vload. It takes the vector by value, so a tile writing
+// its accumulators back through it takes no accumulator array's address
+// (a memcpy from the array had made GCC keep the AVX2 hardtanh
+// input-gradient tile's accumulators in memory, a store each a term).
 template <typename T, int VB = kVecBytes>
 ADDER_INLINE void vstore(T* p, typename Vec<T, VB>::type v) {
   std::memcpy(p, &v, sizeof(v));
@@ -870,7 +870,7 @@ ADDER_INLINE void forward_fvec_tile(int64_t kc, const T* wv,
       T* o = out + i * NF + v * W;
       const V r =
           first ? acc[i][v] * sign : vload<T, VB>(o) + acc[i][v] * sign;
-      std::memcpy(o, &r, sizeof(V));
+      vstore<T, VB>(o, r);
     }
 }
 
@@ -1038,10 +1038,10 @@ inline void pack_filters_fvec_impl(const T* w, const T* row_shift,
         if (kPlus) {
           const V zero = {};
           const V plus = x > zero ? x : zero;
-          std::memcpy(wv + (k - kb) * NF + v * W, &plus, sizeof(V));
+          vstore<T>(wv + (k - kb) * NF + v * W, plus);
           part[v] += vabs<T>(x);
         } else {
-          std::memcpy(wv + (k - kb) * NF + v * W, &x, sizeof(V));
+          vstore<T>(wv + (k - kb) * NF + v * W, x);
           part[v] += x;
         }
       }
@@ -1538,7 +1538,7 @@ inline void sparse_accumulate_form(const T* vals, const int32_t* rows,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       const V r = vload(o + v * W) + (a[v] + b[v]);
-      std::memcpy(o + v * W, &r, sizeof(V));
+      vstore<T>(o + v * W, r);
     }
   }
 }
@@ -1921,7 +1921,7 @@ ADDER_INLINE void backward_input_cvec_tile(int64_t rc, const T* wv,
     for (int v = 0; v < NV; ++v) {
       T* o = out + i * NC + v * W;
       const V r = first ? acc[i][v] : vload(o) + acc[i][v];
-      std::memcpy(o, &r, sizeof(V));
+      vstore<T>(o, r);
     }
 }
 
